@@ -1,0 +1,71 @@
+# reelhouse — run `make help` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= conf/local.yaml
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
+
+.PHONY: help prereqs install demo test test-unit test-integration stack-up stack-down stack-status \
+        simulate ingest bench-ingest bench-simulate clean
+
+help: ## List every target with what it does
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+prereqs: ## Check Python >= 3.11 and Java 17+ are installed
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || \
+	  { echo "reelhouse needs Python >= 3.11 as '$(PYTHON)': install python3.11 (e.g. apt-get install python3.11 python3.11-venv) or run 'make PYTHON=python3.11 ...'"; exit 1; }
+	@command -v java >/dev/null 2>&1 || \
+	  { echo "reelhouse needs Java 17 for Spark: install it (e.g. apt-get install openjdk-17-jre-headless) and put 'java' on PATH"; exit 1; }
+	@v=$$(java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -1); \
+	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "reelhouse needs Java >= 17 for Spark 4, found '$$v': install openjdk-17-jre-headless"; exit 1; }
+
+$(STAMP): pyproject.toml | prereqs
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.4'
+	@echo "installing reelhouse and its dependencies into $(VENV) ..."
+	@$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install reelhouse with its dependencies
+
+demo: $(STAMP) ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop
+	@$(VENV)/bin/reelhouse demo --config $(CONFIG)
+
+test: $(STAMP) ## Run the whole test suite (unit + integration against real local services)
+	@$(PY) -m pytest tests -q
+
+test-unit: $(STAMP) ## Run only the fast unit tests (no services)
+	@$(PY) -m pytest tests/unit -q
+
+test-integration: $(STAMP) ## Run only the integration tests
+	@$(PY) -m pytest tests/integration -q
+
+stack-up: $(STAMP) ## Start the local broker and object store (reelhouse stack up)
+	@$(VENV)/bin/reelhouse stack up --config $(CONFIG)
+
+stack-down: $(STAMP) ## Stop what stack-up started
+	@$(VENV)/bin/reelhouse stack down --config $(CONFIG)
+
+stack-status: $(STAMP) ## Show what runs where
+	@$(VENV)/bin/reelhouse stack status --config $(CONFIG)
+
+simulate: $(STAMP) ## Produce simulated traffic into the events topic (needs the stack up)
+	@$(VENV)/bin/reelhouse simulate --config $(CONFIG)
+
+ingest: $(STAMP) ## Run the ingestion job with spark-submit, draining the topic (available-now)
+	@$(VENV)/bin/spark-submit --master local[2] jobs/ingest_events.py --config $(CONFIG) --trigger available_now
+
+bench-ingest: $(STAMP) ## Benchmark: produce >= 5M events, ingest them on local[2], compare with a raw read
+	@$(PY) bench/bench_ingest.py --config $(CONFIG)
+
+bench-simulate: $(STAMP) ## Benchmark: simulator throughput into the local broker
+	@$(PY) bench/bench_simulate.py --config $(CONFIG)
+
+clean: ## Remove local data (.reelhouse) — stop the stack first
+	@rm -rf .reelhouse spark-warehouse test-artifacts

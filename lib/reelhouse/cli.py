@@ -1,0 +1,105 @@
+"""The ``reelhouse`` console script. Each subcommand loads config and calls one library function.
+
+Heavy modules (pyspark, deltalake) are imported inside the subcommands that need them, so
+``reelhouse stack status`` answers quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from reelhouse.config import load_config
+from reelhouse.errors import ReelhouseError
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)")
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from reelhouse.stack import LocalStack
+
+    stack = LocalStack(load_config(args.config))
+    if args.action == "up":
+        stack.up()
+    elif args.action == "down":
+        stack.down()
+    print(stack.describe())
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from reelhouse.simulator import run_simulation, simulation_options_from_args
+
+    config = load_config(args.config)
+    report = run_simulation(config, simulation_options_from_args(config, args))
+    print(report.to_json())
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from reelhouse.session import spark_session
+    from reelhouse.streaming.ingest import run_ingestion
+
+    config = load_config(args.config)
+    spark = spark_session(config, "ingest_events")
+    try:
+        result = run_ingestion(spark, config, trigger=args.trigger)
+        print(result.to_json())
+    finally:
+        spark.stop()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from reelhouse.demo import run_demo
+
+    return run_demo(load_config(args.config), keep_stack=args.keep_stack)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelhouse", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="start, stop or inspect the local broker and object store")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    _add_config(stack)
+    stack.set_defaults(func=_cmd_stack)
+
+    simulate = sub.add_parser("simulate", help="produce simulated app traffic into Kafka")
+    _add_config(simulate)
+    from reelhouse.simulator.options import add_simulation_arguments
+
+    add_simulation_arguments(simulate)
+    simulate.set_defaults(func=_cmd_simulate)
+
+    ingest = sub.add_parser("ingest", help="run the Kafka -> bronze ingestion stream in this process")
+    _add_config(ingest)
+    ingest.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
+    ingest.set_defaults(func=_cmd_ingest)
+
+    demo = sub.add_parser("demo", help="the whole loop on one machine: stack, traffic, ingestion, summary")
+    _add_config(demo)
+    demo.add_argument("--keep-stack", action="store_true", help="leave the local stack running afterwards")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except ReelhouseError as e:
+        print(f"reelhouse: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Configuration models. Every field says what it is for; unknown keys are errors.
+
+Paths: relative paths are resolved by the loader against the project directory (the parent of the
+folder holding the YAML file), so jobs behave the same whatever directory they are started from.
+Locations that may live on object storage (the lake, checkpoints) are kept as URI strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicConfig(_Model):
+    name: str = Field(description="Kafka topic name.")
+    partitions: int = Field(4, ge=1, le=10_000, description="Partition count used when the topic is created.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor used when the topic is created.")
+
+
+class KafkaConfig(_Model):
+    bootstrap_servers: str = Field(description="Comma-separated host:port list; the only setting a real cluster needs.")
+    events_topic: TopicConfig = Field(description="Topic that carries the activity-log events.")
+    client: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings for every client (security.protocol, sasl.*, ssl.* ...).",
+    )
+    producer: dict[str, str] = Field(
+        default_factory=lambda: {
+            "linger.ms": "20",
+            "compression.type": "lz4",
+            "acks": "all",
+            "batch.num.messages": "10000",
+            "queue.buffering.max.messages": "1000000",
+        },
+        description="librdkafka producer settings layered over `client`.",
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_have_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port entries, got {server!r}")
+        return value
+
+
+class BrokerConfig(_Model):
+    host: str = Field("127.0.0.1", description="Address the local broker listens on.")
+    port: int = Field(19092, ge=1, le=65535, description="Kafka port of the local broker.")
+    storage: Literal["s3", "memory"] = Field(
+        "s3", description="`s3`: durable, on the local object store; `memory`: lost on restart."
+    )
+    cluster_id: str = Field("reelhouse", description="Cluster id the broker stores its metadata under.")
+
+
+class ObjectStoreConfig(_Model):
+    host: str = Field("127.0.0.1", description="Address the local S3 server listens on.")
+    port: int = Field(19000, ge=1, le=65535, description="Port of the local S3 server.")
+    bucket: str = Field("reelhouse-broker", description="Bucket (a directory) that holds the broker's data.")
+
+
+class StackConfig(_Model):
+    """The local services `reelhouse stack up` starts. Unused on a real cluster."""
+
+    enabled: bool = Field(True, description="False on a real deployment: nothing local is started.")
+    state_dir: Path = Field(Path(".reelhouse/stack"), description="Pid files, logs, credentials and data.")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
+    start_timeout_s: float = Field(20.0, gt=0, description="How long a service may take to pass its health check.")
+    stop_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a service may take to exit after SIGTERM before it is killed "
+        "(Tansu waits about 5 s for connected clients).",
+    )
+
+
+class SparkConfig(_Model):
+    master: str = Field("local[2]", description="Spark master URL (local[N], spark://host:port, yarn, k8s://...).")
+    app_name: str = Field("reelhouse", description="Application name prefix shown in the Spark UI.")
+    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
+    ui_enabled: bool = Field(False, description="Start the Spark web UI.")
+    kafka_format: Literal["python", "native"] = Field(
+        "python",
+        description="`python`: reelhouse's Python Data Source; `native`: Spark's `kafka` format (needs its jar).",
+    )
+    delta_format: Literal["python", "native"] = Field(
+        "python",
+        description="`python`: executors write parquet, delta-rs commits; `native`: delta-spark (needs its jars).",
+    )
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+
+
+class LakeConfig(_Model):
+    root: str = Field(".reelhouse/lake", description="Directory or s3:// URI under which every Delta table lives.")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta-rs / object-store options (credentials come from the environment)."
+    )
+    target_file_rows: int = Field(
+        1_000_000, ge=1000, description="Rows per parquet file an executor writes before starting a new one."
+    )
+
+
+class IngestConfig(_Model):
+    query_name: str = Field("ingest_events", description="Stream name; also the Delta app-transaction id.")
+    checkpoint_dir: str = Field(".reelhouse/checkpoints/ingest_events", description="Spark checkpoint location.")
+    trigger: Literal["available_now", "processing_time"] = Field(
+        "processing_time", description="`available_now` drains the topic and stops; `processing_time` runs forever."
+    )
+    processing_time: str = Field("5 seconds", description="Micro-batch interval of the `processing_time` trigger.")
+    starting_offsets: str = Field(
+        "earliest", description="`earliest`, `latest`, or per-partition JSON such as {\"topic\": {\"0\": 42}}."
+    )
+    max_offsets_per_trigger: int | None = Field(
+        2_000_000, ge=1, description="Upper bound on records per micro-batch (None: no bound)."
+    )
+    min_partitions: int = Field(
+        2, ge=1, description="Split offset ranges so a micro-batch has at least this many Spark tasks."
+    )
+    max_payload_bytes: int = Field(16_384, ge=256, description="Larger messages are quarantined as oversized.")
+    max_clock_skew_s: int = Field(
+        86_400, ge=0, description="Events stamped further than this in the future of their Kafka timestamp are rejected."
+    )
+    max_event_age_days: int = Field(
+        365, ge=1, description="Events older than this relative to their Kafka timestamp are rejected."
+    )
+
+
+class SimulatorConfig(_Model):
+    seed: int = Field(7, description="Seed of every random choice; the same seed gives the same catalogue and events.")
+    users: int = Field(20_000, ge=1, description="Users in the catalogue.")
+    videos: int = Field(50_000, ge=1, description="Videos in the catalogue at the start.")
+    topics: int = Field(24, ge=2, description="Latent topics users and videos mix.")
+    creators: int = Field(2_000, ge=1, description="Creators uploading videos.")
+    zipf_exponent: float = Field(1.1, gt=0, description="Popularity skew of the catalogue.")
+    uploads_per_hour: float = Field(600.0, ge=0, description="New videos per simulated hour.")
+    rate: float = Field(50_000.0, gt=0, description="Target events per second (0 < rate); `max` speed with --rate 0.")
+    duration_s: float = Field(10.0, gt=0, description="Wall-clock duration of a simulation run.")
+    time_scale: float = Field(60.0, gt=0, description="Simulated seconds per wall-clock second.")
+    malformed_share: float = Field(0.01, ge=0, le=1, description="Share of deliberately malformed messages.")
+    catalogue_dir: str = Field(".reelhouse/catalogue", description="Where users.parquet and videos.parquet are written.")
+
+
+class ReelhouseConfig(_Model):
+    env: str = Field("local", description="Name of the environment, shown in logs and summaries.")
+    data_dir: Path = Field(Path(".reelhouse"), description="Root of everything the local defaults write.")
+    kafka: KafkaConfig
+    stack: StackConfig = Field(default_factory=StackConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)

@@ -1,0 +1,34 @@
+"""The one error hierarchy of reelhouse. Every message says what to do next."""
+
+
+class ReelhouseError(Exception):
+    """Base class of every error reelhouse raises on purpose."""
+
+
+class ConfigError(ReelhouseError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class PrerequisiteError(ReelhouseError):
+    """Something the machine must provide (Java, a binary, a port) is missing."""
+
+
+class StackError(ReelhouseError):
+    """A local service could not be started, stopped or reached."""
+
+
+class KafkaSourceError(ReelhouseError):
+    """The Kafka source was given bad options or lost data it was asked to read."""
+
+
+class LakeError(ReelhouseError):
+    """A Delta table could not be read or committed."""
+
+
+class ContractError(ReelhouseError):
+    """An event does not follow the activity-log contract."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,290 @@
+"""The activity-log contract: one definition used by every producer, stream job and batch job.
+
+An event travels as one UTF-8 JSON object per Kafka message (key: ``user_id``). Version 1::
+
+    {"schema_version": 1, "event_id": "9f0c...", "event_type": "play",
+     "user_id": "u42", "video_id": "v1337", "event_time": 1795237212964,
+     "session_id": "s-77", "request_id": "r-5",
+     "device": {"os": "ios", "app_version": "32.1.0", "country": "US", "network": "wifi"},
+     "watch_ms": 8200, "video_duration_ms": 15000}
+
+``event_time`` is epoch milliseconds (UTC). ``request_id`` links an outcome to the feed response
+that showed the video; it is ``""`` for organic events. The per-type fields are listed in
+:data:`TYPE_FIELDS`. ``docs/events.md`` documents the same contract for people.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+EVENT_TYPES = ("impression", "play", "like", "share", "comment", "follow", "skip")
+OUTCOME_TYPES = ("play", "like", "share", "comment", "follow", "skip")
+
+DEVICE_OS = frozenset({"ios", "android", "web", "other"})
+NETWORKS = frozenset({"wifi", "cellular", "ethernet", "offline", "unknown"})
+
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){0,3}$")
+
+# Reasons a message is quarantined; the first word of every quarantine `reason`.
+REASON_EMPTY = "empty_payload"
+REASON_OVERSIZED = "oversized_payload"
+REASON_BAD_JSON = "invalid_json"
+REASON_NOT_OBJECT = "not_an_object"
+REASON_VERSION = "unsupported_version"
+REASON_MISSING = "missing_field"
+REASON_TYPE = "wrong_type"
+REASON_VALUE = "invalid_value"
+REASON_EVENT_TYPE = "unknown_event_type"
+REASON_TIMESTAMP = "timestamp_out_of_range"
+REASONS = (
+    REASON_EMPTY,
+    REASON_OVERSIZED,
+    REASON_BAD_JSON,
+    REASON_NOT_OBJECT,
+    REASON_VERSION,
+    REASON_MISSING,
+    REASON_TYPE,
+    REASON_VALUE,
+    REASON_EVENT_TYPE,
+    REASON_TIMESTAMP,
+)
+
+
+class Invalid(Exception):
+    """Raised inside validation; carries the quarantine reason and a human detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: type | tuple[type, ...]
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""
+
+
+def _is_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def _non_negative(value: int) -> bool:
+    return 0 <= value <= 86_400_000
+
+
+def _positive_duration(value: int) -> bool:
+    return 0 < value <= 86_400_000
+
+
+COMMON_FIELDS = (
+    FieldSpec("event_id", str, _is_id, "1-64 chars of [A-Za-z0-9_.:-]"),
+    FieldSpec("event_type", str),
+    FieldSpec("user_id", str, _is_id, "1-64 chars of [A-Za-z0-9_.:-]"),
+    FieldSpec("video_id", str, _is_id, "1-64 chars of [A-Za-z0-9_.:-]"),
+    FieldSpec("event_time", int),
+    FieldSpec("session_id", str, _is_id, "1-64 chars of [A-Za-z0-9_.:-]"),
+    FieldSpec("request_id", str, lambda v: v == "" or _is_id(v), "empty, or 1-64 chars of [A-Za-z0-9_.:-]"),
+)
+DEVICE_FIELDS = (
+    FieldSpec("os", str, DEVICE_OS.__contains__, f"one of {sorted(DEVICE_OS)}"),
+    FieldSpec("app_version", str, lambda v: bool(_VERSION.match(v)), "dotted numbers such as 32.1.0"),
+    FieldSpec("country", str, lambda v: bool(_COUNTRY.match(v)), "ISO 3166 alpha-2, upper case"),
+    FieldSpec("network", str, NETWORKS.__contains__, f"one of {sorted(NETWORKS)}"),
+)
+# Per-type fields: required ones first, then optional ones (absent or null allowed).
+TYPE_FIELDS: Mapping[str, tuple[tuple[FieldSpec, ...], tuple[FieldSpec, ...]]] = {
+    "impression": (
+        (),
+        (
+            FieldSpec("position", int, lambda v: 0 <= v < 10_000, "0 <= position < 10000"),
+            FieldSpec("variant", str, lambda v: len(v) <= 64, "at most 64 chars"),
+        ),
+    ),
+    "play": (
+        (
+            FieldSpec("watch_ms", int, _non_negative, "0 <= watch_ms <= 1 day"),
+            FieldSpec("video_duration_ms", int, _positive_duration, "0 < video_duration_ms <= 1 day"),
+        ),
+        (),
+    ),
+    "like": ((), ()),
+    "share": ((), ()),
+    "comment": ((), ()),
+    "follow": ((), ()),
+    "skip": ((), (FieldSpec("watch_ms", int, _non_negative, "0 <= watch_ms <= 1 day"),)),
+}
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """Bounds that make a message invalid even when well formed."""
+
+    max_payload_bytes: int = 16_384
+    max_clock_skew_ms: int = 86_400_000
+    max_event_age_ms: int = 365 * 86_400_000
+
+
+def _check_field(obj: Mapping[str, Any], spec: FieldSpec, prefix: str, required: bool) -> Any:
+    value = obj.get(spec.name)
+    name = prefix + spec.name
+    if value is None:
+        if required:
+            raise Invalid(REASON_MISSING, name)
+        return None
+    # bool is an int in Python; a JSON true is never a valid count or time.
+    if isinstance(value, bool) or not isinstance(value, spec.kind):
+        kind = spec.kind.__name__ if isinstance(spec.kind, type) else "/".join(k.__name__ for k in spec.kind)
+        raise Invalid(REASON_TYPE, f"{name} must be {kind}, got {type(value).__name__}")
+    if spec.check is not None and not spec.check(value):
+        raise Invalid(REASON_VALUE, f"{name} must be {spec.rule}, got {str(value)[:80]!r}")
+    return value
+
+
+def validate_object(obj: Any, reference_time_ms: int, limits: ValidationLimits = ValidationLimits()) -> dict[str, Any]:
+    """Check a decoded event against the contract and return its flat bronze row.
+
+    ``reference_time_ms`` is when the broker received the message; an event time too far
+    from it either way is an absurd timestamp (a broken clock, a unit mix-up).
+    """
+    if not isinstance(obj, dict):
+        raise Invalid(REASON_NOT_OBJECT, f"top-level JSON is {type(obj).__name__}")
+    version = obj.get("schema_version")
+    if version is None:
+        raise Invalid(REASON_MISSING, "schema_version")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+        raise Invalid(REASON_VERSION, f"schema_version {str(version)[:20]!r}; supported: {sorted(SUPPORTED_VERSIONS)}")
+    row: dict[str, Any] = {"schema_version": version}
+    for spec in COMMON_FIELDS:
+        row[spec.name] = _check_field(obj, spec, "", True)
+    event_type = row["event_type"]
+    if event_type not in TYPE_FIELDS:
+        raise Invalid(REASON_EVENT_TYPE, f"{event_type[:40]!r}; known: {', '.join(EVENT_TYPES)}")
+    device = obj.get("device")
+    if device is None:
+        raise Invalid(REASON_MISSING, "device")
+    if not isinstance(device, dict):
+        raise Invalid(REASON_TYPE, f"device must be object, got {type(device).__name__}")
+    for spec in DEVICE_FIELDS:
+        row["device_" + spec.name] = _check_field(device, spec, "device.", True)
+    required, optional = TYPE_FIELDS[event_type]
+    for spec in required:
+        row[spec.name] = _check_field(obj, spec, "", True)
+    for spec in optional:
+        row[spec.name] = _check_field(obj, spec, "", False)
+    event_time = row["event_time"]
+    if event_time > reference_time_ms + limits.max_clock_skew_ms:
+        raise Invalid(REASON_TIMESTAMP, f"event_time {event_time} is in the future of the broker time {reference_time_ms}")
+    if event_time < reference_time_ms - limits.max_event_age_ms:
+        raise Invalid(REASON_TIMESTAMP, f"event_time {event_time} is older than the accepted age")
+    return row
+
+
+def validate_payload(
+    payload: bytes | None, reference_time_ms: int, limits: ValidationLimits = ValidationLimits()
+) -> dict[str, Any]:
+    """Decode and validate one raw Kafka value; raises :class:`Invalid` with the reason."""
+    if not payload:
+        raise Invalid(REASON_EMPTY, "message has no value")
+    if len(payload) > limits.max_payload_bytes:
+        raise Invalid(REASON_OVERSIZED, f"{len(payload)} bytes > {limits.max_payload_bytes}")
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise Invalid(REASON_BAD_JSON, str(e)[:200]) from None
+    return validate_object(obj, reference_time_ms, limits)
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """Serialise an event for the wire (compact UTF-8 JSON)."""
+    return orjson.dumps(event)
+
+
+def make_event(
+    *,
+    event_id: str,
+    event_type: str,
+    user_id: str,
+    video_id: str,
+    event_time_ms: int,
+    session_id: str,
+    request_id: str = "",
+    device: Mapping[str, str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build a contract event dict; ``extra`` holds the per-type fields."""
+    event = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": event_type,
+        "user_id": user_id,
+        "video_id": video_id,
+        "event_time": event_time_ms,
+        "session_id": session_id,
+        "request_id": request_id,
+        "device": dict(device),
+    }
+    event.update({k: v for k, v in extra.items() if v is not None})
+    return event
+
+
+_UTC_MS = pa.timestamp("ms", tz="UTC")
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+# Columns of a validated event as the lake stores it (bronze adds Kafka lineage).
+EVENT_COLUMNS = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("event_time", _UTC_US, nullable=False),
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("device_os", pa.string(), nullable=False),
+        pa.field("device_app_version", pa.string(), nullable=False),
+        pa.field("device_country", pa.string(), nullable=False),
+        pa.field("device_network", pa.string(), nullable=False),
+        pa.field("watch_ms", pa.int64()),
+        pa.field("video_duration_ms", pa.int64()),
+        pa.field("position", pa.int32()),
+        pa.field("variant", pa.string()),
+    ]
+)
+KAFKA_LINEAGE_COLUMNS = pa.schema(
+    [
+        pa.field("kafka_topic", pa.string(), nullable=False),
+        pa.field("kafka_partition", pa.int32(), nullable=False),
+        pa.field("kafka_offset", pa.int64(), nullable=False),
+        pa.field("kafka_timestamp", _UTC_US, nullable=False),
+    ]
+)
+BRONZE_SCHEMA = pa.schema(
+    list(EVENT_COLUMNS) + list(KAFKA_LINEAGE_COLUMNS) + [pa.field("event_date", pa.date32(), nullable=False)]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    list(KAFKA_LINEAGE_COLUMNS)
+    + [
+        pa.field("raw_value", pa.binary()),
+        pa.field("raw_key", pa.binary()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("received_date", pa.date32(), nullable=False),
+    ]
+)
+BRONZE_PARTITION_BY = ("event_date",)
+QUARANTINE_PARTITION_BY = ("received_date",)

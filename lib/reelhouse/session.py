@@ -1,0 +1,50 @@
+"""The one SparkSession factory. Jobs call it once; library code receives ``spark`` as a parameter.
+
+Under ``spark-submit`` the master and memory given on the command line win over the config
+(the builder only fills what is not set). The reelhouse Kafka source is registered on every
+session, so ``spark.readStream.format("reelhouse-kafka")`` works everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from reelhouse.config import ReelhouseConfig
+
+
+def spark_session(config: ReelhouseConfig, job_name: str) -> SparkSession:
+    # Executors must run the same interpreter (and so the same packages) as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(f"{config.spark.app_name}-{job_name}")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
+        .config("spark.ui.enabled", str(config.spark.ui_enabled).lower())
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+    )
+    if not _master_already_set():
+        builder = builder.master(config.spark.master)
+    for key, value in config.spark.conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    register_data_sources(spark)
+    return spark
+
+
+def register_data_sources(spark: SparkSession) -> None:
+    from reelhouse.streaming.kafka_source import KafkaDataSource
+
+    spark.dataSource.register(KafkaDataSource)
+
+
+def _master_already_set() -> bool:
+    """True under spark-submit: it starts the JVM first and hands this driver its gateway port."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ

@@ -1,0 +1,281 @@
+"""Spark Structured Streaming source for Kafka, on Spark's Python Data Source API.
+
+``spark.readStream.format("reelhouse-kafka")`` gives the columns of Spark's own ``kafka``
+format (key, value, topic, partition, offset, timestamp). Options:
+
+- ``kafka.bootstrap.servers`` (required) and any other ``kafka.*`` librdkafka setting;
+- ``subscribe``: comma-separated topics;
+- ``startingOffsets``: ``earliest`` (default), ``latest`` or JSON ``{"topic": {"0": 42}}``;
+- ``maxOffsetsPerTrigger``: records per micro-batch, shared across partitions by lag;
+- ``minPartitions``: split offset ranges into at least this many read tasks;
+- ``pollTimeoutMs``: how long a read task waits for records it knows exist before failing;
+- ``tailProbeMs``: how long the driver looks past the reported end of each partition.
+
+Micro-batches are deterministic: a batch is a set of per-partition offset ranges that Spark
+checkpoints before reading, so a restarted query re-reads exactly the same records.
+
+The reported end of a partition can lag the real end (see docs/streaming.md); the driver
+therefore probes past it with a short fetch, so an idle topic's tail is never left unread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
+
+from reelhouse.errors import KafkaSourceError
+from reelhouse.kafka.offsets import (
+    OffsetMap,
+    limit_offsets,
+    parse_starting_offsets,
+    plan_ranges,
+    resolve_offsets,
+    with_new_partitions,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "reelhouse-kafka"
+KAFKA_RECORD_DDL = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+KAFKA_RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("topic", pa.string()),
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+_ARROW_BATCH_ROWS = 65_536
+
+
+@dataclass
+class KafkaRange(InputPartition):
+    """One read task: offsets ``[start, end)`` of one topic partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+class KafkaDataSource(DataSource):
+    @classmethod
+    def name(cls) -> str:
+        return FORMAT_NAME
+
+    def schema(self) -> str:
+        return KAFKA_RECORD_DDL
+
+    def streamReader(self, schema: Any) -> KafkaStreamReader:
+        return KafkaStreamReader(dict(self.options))
+
+
+def _client_options(options: dict[str, str]) -> dict[str, str]:
+    settings = {k[len("kafka."):]: v for k, v in options.items() if k.startswith("kafka.")}
+    if "bootstrap.servers" not in settings:
+        raise KafkaSourceError("option kafka.bootstrap.servers is required (host:port[,host:port])")
+    return settings
+
+
+class KafkaStreamReader(DataSourceStreamReader):
+    def __init__(self, options: dict[str, str]) -> None:
+        self.client_options = _client_options(options)
+        topics = [t.strip() for t in options.get("subscribe", "").split(",") if t.strip()]
+        if not topics:
+            raise KafkaSourceError("option subscribe is required: a comma-separated list of topics")
+        self.topics = topics
+        self.starting = parse_starting_offsets(options.get("startingOffsets", "earliest"), topics)
+        max_offsets = options.get("maxOffsetsPerTrigger")
+        self.max_offsets = int(max_offsets) if max_offsets not in (None, "", "None") else None
+        if self.max_offsets is not None and self.max_offsets < 1:
+            raise KafkaSourceError(f"maxOffsetsPerTrigger must be >= 1, got {max_offsets}")
+        self.min_partitions = int(options.get("minPartitions", "1"))
+        self.poll_timeout_s = int(options.get("pollTimeoutMs", "120000")) / 1000
+        self.tail_probe_s = int(options.get("tailProbeMs", "1000")) / 1000
+        self._metadata_consumer: Any = None
+
+    # The driver-side consumer is not picklable; read tasks build their own.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_metadata_consumer"] = None
+        return state
+
+    def _consumer(self) -> Any:
+        if self._metadata_consumer is None:
+            from reelhouse.kafka.clients import consumer
+
+            self._metadata_consumer = consumer(self.client_options, **{"fetch.wait.max.ms": "50"})
+        return self._metadata_consumer
+
+    def _partitions(self) -> dict[str, list[int]]:
+        metadata = self._consumer().list_topics(timeout=15)
+        found = {}
+        for topic in self.topics:
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                raise KafkaSourceError(f"topic {topic!r} not found at {self.client_options['bootstrap.servers']}")
+            found[topic] = sorted(info.partitions)
+        return found
+
+    def _watermarks(self) -> tuple[OffsetMap, OffsetMap]:
+        from confluent_kafka import TopicPartition
+
+        low: OffsetMap = {}
+        high: OffsetMap = {}
+        for topic, partitions in self._partitions().items():
+            low[topic], high[topic] = {}, {}
+            for p in partitions:
+                lo, hi = self._consumer().get_watermark_offsets(TopicPartition(topic, p), timeout=15, cached=False)
+                low[topic][str(p)], high[topic][str(p)] = lo, hi
+        return low, high
+
+    def _probe_tail(self, reported: OffsetMap) -> OffsetMap:
+        """The real end of each partition: the broker may report an end one producer batch short."""
+        from confluent_kafka import TopicPartition
+
+        consumer = self._consumer()
+        ends = {topic: dict(partitions) for topic, partitions in reported.items()}
+        consumer.assign([TopicPartition(t, int(p), off) for t, parts in reported.items() for p, off in parts.items()])
+        deadline = time.monotonic() + self.tail_probe_s
+        quiet_polls = 0
+        while time.monotonic() < deadline and quiet_polls < 2:
+            messages = consumer.consume(50_000, timeout=0.1)
+            if not messages:
+                quiet_polls += 1
+                continue
+            quiet_polls = 0
+            for m in messages:
+                if m.error() is None:
+                    part = ends[m.topic()]
+                    key = str(m.partition())
+                    part[key] = max(part[key], m.offset() + 1)
+        consumer.unassign()
+        return ends
+
+    def _latest(self) -> OffsetMap:
+        _, high = self._watermarks()
+        return self._probe_tail(high)
+
+    def initialOffset(self) -> OffsetMap:
+        low, _ = self._watermarks()
+        if self.starting == "earliest":
+            return low
+        latest = self._latest()
+        if self.starting == "latest":
+            return latest
+        return resolve_offsets(self.starting, low, latest)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadAllAvailable() if self.max_offsets is None else ReadMaxRows(self.max_offsets)
+
+    def latestOffset(self, start: OffsetMap, limit: ReadLimit) -> OffsetMap:
+        latest = self._latest()
+        budget = limit.max_rows if isinstance(limit, ReadMaxRows) else None
+        end = limit_offsets(start, latest, budget)
+        log.debug("latestOffset start=%s latest=%s end=%s", start, latest, end)
+        return end
+
+    def reportLatestOffset(self) -> OffsetMap | None:
+        return None
+
+    def partitions(self, start: OffsetMap, end: OffsetMap) -> list[KafkaRange]:
+        start = with_new_partitions(start, end)
+        return [KafkaRange(r.topic, r.partition, r.start, r.end) for r in plan_ranges(start, end, self.min_partitions)]
+
+    def read(self, partition: KafkaRange) -> Iterator[pa.RecordBatch]:
+        return read_range(self.client_options, partition, self.poll_timeout_s)
+
+    def commit(self, end: OffsetMap) -> None:
+        # Spark's checkpoint is the source of truth for progress; nothing to commit to Kafka.
+        return None
+
+    def stop(self) -> None:
+        if self._metadata_consumer is not None:
+            self._metadata_consumer.close()
+            self._metadata_consumer = None
+
+
+def read_range(client_options: dict[str, str], r: KafkaRange, poll_timeout_s: float) -> Iterator[pa.RecordBatch]:
+    """Read exactly the records of ``[r.start, r.end)`` of one partition as Arrow batches."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from reelhouse.kafka.clients import consumer as make_consumer
+
+    consumer = make_consumer(client_options)
+    tp = TopicPartition(r.topic, r.partition, r.start)
+    consumer.assign([tp])
+    keys: list[bytes | None] = []
+    values: list[bytes | None] = []
+    offsets: list[int] = []
+    stamps: list[int] = []
+    next_offset = r.start
+    last_progress = time.monotonic()
+    try:
+        while next_offset < r.end:
+            messages = consumer.consume(min(100_000, r.end - next_offset), timeout=1.0)
+            if not messages:
+                position = consumer.position([tp])[0].offset
+                if position >= r.end:  # the rest were control records, never delivered
+                    break
+                if time.monotonic() - last_progress > poll_timeout_s:
+                    raise KafkaSourceError(
+                        f"{r.topic}[{r.partition}]: offsets {next_offset}..{r.end} were planned but not delivered "
+                        f"within {poll_timeout_s:.0f}s (broker down, or data deleted by retention)"
+                    )
+                continue
+            last_progress = time.monotonic()
+            for m in messages:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaSourceError(f"{r.topic}[{r.partition}]: {err}")
+                offset = m.offset()
+                if offset >= r.end:
+                    next_offset = r.end
+                    break
+                keys.append(m.key())
+                values.append(m.value())
+                offsets.append(offset)
+                stamps.append(m.timestamp()[1] * 1000)
+                next_offset = offset + 1
+            if len(offsets) >= _ARROW_BATCH_ROWS:
+                yield _record_batch(r, keys, values, offsets, stamps)
+                keys, values, offsets, stamps = [], [], [], []
+        if offsets:
+            yield _record_batch(r, keys, values, offsets, stamps)
+    finally:
+        consumer.close()
+
+
+def _record_batch(r: KafkaRange, keys: list, values: list, offsets: list, stamps: list) -> pa.RecordBatch:
+    n = len(offsets)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(keys, pa.binary()),
+            pa.array(values, pa.binary()),
+            pa.array([r.topic] * n, pa.string()),
+            pa.array([r.partition] * n, pa.int32()),
+            pa.array(offsets, pa.int64()),
+            pa.array(stamps, pa.timestamp("us", tz="UTC")),
+        ],
+        schema=KAFKA_RECORD_SCHEMA,
+    )
+
+
+def read_kafka_stream(spark: Any, kafka_options: dict[str, str], native: bool) -> Any:
+    """A streaming DataFrame of Kafka records through our source or, where its jar exists, Spark's own."""
+    reader = spark.readStream.format("kafka" if native else FORMAT_NAME)
+    for key, value in kafka_options.items():
+        reader = reader.option(key, value)
+    frame = reader.load()
+    return frame.select("key", "value", "topic", "partition", "offset", "timestamp")
