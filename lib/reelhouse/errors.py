@@ -32,3 +32,11 @@ class ContractError(ReelhouseError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class SimulationError(ReelhouseError):
+    """The traffic simulator could not produce (or have confirmed) everything it generated."""
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report

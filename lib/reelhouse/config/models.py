@@ -146,6 +146,18 @@ class SimulatorConfig(_Model):
     time_scale: float = Field(60.0, gt=0, description="Simulated seconds per wall-clock second.")
     malformed_share: float = Field(0.01, ge=0, le=1, description="Share of deliberately malformed messages.")
     catalogue_dir: str = Field(".reelhouse/catalogue", description="Where users.parquet and videos.parquet are written.")
+    processes: int = Field(
+        2, ge=1, le=64, description="Producer processes; each simulates its own share of the users (one core each)."
+    )
+    max_lag_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="How far behind wall-clock time the simulated clock may start; it never runs ahead of it.",
+    )
+    page_size: int = Field(8, ge=1, le=100, description="Videos per feed page (one request_id each).")
+    organic_share: float = Field(
+        0.08, ge=0, le=1, description="Share of plays and skips outside the feed (search, profiles; request_id \"\")."
+    )
 
 
 class ReelhouseConfig(_Model):

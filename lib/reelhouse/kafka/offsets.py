@@ -52,11 +52,14 @@ def parse_starting_offsets(spec: str, topics: list[str]) -> str | OffsetMap:
             raise KafkaSourceError(f"startingOffsets for {topic!r} must map partitions to offsets")
         result[topic] = {}
         for partition, offset in partitions.items():
-            if not str(partition).isdigit() or not isinstance(offset, int) or isinstance(offset, bool) or offset < -2:
+            key = str(partition)
+            # isascii: str.isdigit() also accepts digits such as "²" that int() rejects.
+            numeric = key.isascii() and key.isdigit()
+            if not numeric or not isinstance(offset, int) or isinstance(offset, bool) or offset < -2:
                 raise KafkaSourceError(
                     f"startingOffsets {topic}[{partition}]={offset!r}: partitions are numbers, offsets >= -2"
                 )
-            result[topic][str(int(partition))] = offset
+            result[topic][str(int(key))] = offset
     return result
 
 
@@ -116,8 +119,9 @@ def limit_offsets(start: OffsetMap, latest: OffsetMap, max_records: int | None) 
 def plan_ranges(start: OffsetMap, end: OffsetMap, min_partitions: int = 1) -> list[OffsetRange]:
     """Split ``[start, end)`` into read tasks, deterministic for the same offsets.
 
-    One task per partition with data; large partitions are cut into equal pieces until there
-    are at least ``min_partitions`` tasks, so a topic with few partitions still uses every core.
+    One task per partition with data; when that is fewer than ``min_partitions``, partitions are
+    cut into near-equal pieces (sizes differ by at most one) until there are ``min_partitions``
+    tasks, or one per record, so a topic with few partitions still uses every core.
     """
     ranges = []
     for topic, partitions in sorted(end.items()):
@@ -133,13 +137,18 @@ def plan_ranges(start: OffsetMap, end: OffsetMap, min_partitions: int = 1) -> li
     total = sum(r.size for r in ranges)
     if not ranges or len(ranges) >= min_partitions:
         return ranges
+    # Rounding each range's share on its own can fall short (three equal ranges, four tasks
+    # wanted: round(4/3) = 1 each), so hand out the remainder to the largest fractions.
+    target = min(min_partitions, total)
+    shares = [r.size * target // total for r in ranges]
+    remainders = sorted(range(len(ranges)), key=lambda i: (-(ranges[i].size * target % total), i))
+    for i in remainders[: target - sum(shares)]:
+        shares[i] += 1
     pieces = []
-    for r in ranges:
-        share = max(1, round(min_partitions * r.size / total))
-        step = -(-r.size // share)
-        pieces.extend(
-            OffsetRange(r.topic, r.partition, lo, min(lo + step, r.end)) for lo in range(r.start, r.end, step)
-        )
+    for r, share in zip(ranges, shares, strict=True):
+        share = max(1, share)  # never more than r.size: share <= ceil(r.size * target / total)
+        bounds = [r.start + k * r.size // share for k in range(share + 1)]
+        pieces.extend(OffsetRange(r.topic, r.partition, lo, hi) for lo, hi in zip(bounds, bounds[1:]))
     return pieces
 
 

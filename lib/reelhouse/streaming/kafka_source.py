@@ -28,7 +28,12 @@ from typing import Any
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
-from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
 
 from reelhouse.errors import KafkaSourceError
 from reelhouse.kafka.offsets import (
@@ -86,7 +91,7 @@ def _client_options(options: dict[str, str]) -> dict[str, str]:
     return settings
 
 
-class KafkaStreamReader(DataSourceStreamReader):
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: dict[str, str]) -> None:
         self.client_options = _client_options(options)
         topics = [t.strip() for t in options.get("subscribe", "").split(",") if t.strip()]
@@ -102,6 +107,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         self.poll_timeout_s = int(options.get("pollTimeoutMs", "120000")) / 1000
         self.tail_probe_s = int(options.get("tailProbeMs", "1000")) / 1000
         self._metadata_consumer: Any = None
+        self._available_now_target: OffsetMap | None = None
 
     # The driver-side consumer is not picklable; read tasks build their own.
     def __getstate__(self) -> dict[str, Any]:
@@ -177,8 +183,13 @@ class KafkaStreamReader(DataSourceStreamReader):
     def getDefaultReadLimit(self) -> ReadLimit:
         return ReadAllAvailable() if self.max_offsets is None else ReadMaxRows(self.max_offsets)
 
+    def prepareForTriggerAvailableNow(self) -> None:
+        # Available-now reads what exists now, in batches of maxOffsetsPerTrigger, then stops.
+        self._available_now_target = self._latest()
+        log.info("available-now target offsets: %s", self._available_now_target)
+
     def latestOffset(self, start: OffsetMap, limit: ReadLimit) -> OffsetMap:
-        latest = self._latest()
+        latest = self._available_now_target if self._available_now_target is not None else self._latest()
         budget = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         end = limit_offsets(start, latest, budget)
         log.debug("latestOffset start=%s latest=%s end=%s", start, latest, end)
