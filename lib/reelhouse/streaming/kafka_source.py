@@ -93,19 +93,21 @@ def _client_options(options: dict[str, str]) -> dict[str, str]:
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def __init__(self, options: dict[str, str]) -> None:
+        # Spark hands options over case-insensitively (lower-cased); so do we.
+        options = {k.lower(): v for k, v in options.items()}
         self.client_options = _client_options(options)
         topics = [t.strip() for t in options.get("subscribe", "").split(",") if t.strip()]
         if not topics:
             raise KafkaSourceError("option subscribe is required: a comma-separated list of topics")
         self.topics = topics
-        self.starting = parse_starting_offsets(options.get("startingOffsets", "earliest"), topics)
-        max_offsets = options.get("maxOffsetsPerTrigger")
+        self.starting = parse_starting_offsets(options.get("startingoffsets", "earliest"), topics)
+        max_offsets = options.get("maxoffsetspertrigger")
         self.max_offsets = int(max_offsets) if max_offsets not in (None, "", "None") else None
         if self.max_offsets is not None and self.max_offsets < 1:
             raise KafkaSourceError(f"maxOffsetsPerTrigger must be >= 1, got {max_offsets}")
-        self.min_partitions = int(options.get("minPartitions", "1"))
-        self.poll_timeout_s = int(options.get("pollTimeoutMs", "120000")) / 1000
-        self.tail_probe_s = int(options.get("tailProbeMs", "1000")) / 1000
+        self.min_partitions = int(options.get("minpartitions", "1"))
+        self.poll_timeout_s = int(options.get("polltimeoutms", "120000")) / 1000
+        self.tail_probe_s = int(options.get("tailprobems", "1000")) / 1000
         self._metadata_consumer: Any = None
         self._available_now_target: OffsetMap | None = None
 

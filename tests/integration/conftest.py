@@ -1,0 +1,96 @@
+"""Integration fixtures: one real local stack (Tansu on rclone S3) per test session.
+
+``base_config`` is a test config (free ports, everything under one temporary directory) with
+nothing started; ``local_stack`` starts it once; ``stack_config`` is the config of that running
+stack, for tests that only need a broker. Tests that stop or restart services build their own
+stack with ``make_private_stack`` so the session stack stays up.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from reelhouse.config import ReelhouseConfig, load_config
+from reelhouse.stack import LocalStack
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out as free; held open together so they are distinct."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def build_test_config(root: Path, storage: str = "s3") -> ReelhouseConfig:
+    """conf/local.yaml with free ports and every location under ``root``."""
+    broker_port, object_store_port = free_ports(2)
+    overrides = {
+        "data_dir": root,
+        "kafka__bootstrap_servers": f"127.0.0.1:{broker_port}",
+        "stack__enabled": "true",
+        "stack__state_dir": root / "stack",
+        "stack__broker__host": "127.0.0.1",
+        "stack__broker__port": broker_port,
+        "stack__broker__storage": storage,
+        "stack__object_store__host": "127.0.0.1",
+        "stack__object_store__port": object_store_port,
+        "lake__root": root / "lake",
+        "ingest__checkpoint_dir": root / "checkpoints" / "ingest_events",
+        "simulator__catalogue_dir": root / "catalogue",
+    }
+    environ = {f"REELHOUSE__{key.upper()}": str(value) for key, value in overrides.items()}
+    return load_config(PROJECT_DIR / "conf" / "local.yaml", environ=environ)
+
+
+@pytest.fixture(scope="session")
+def base_config(tmp_path_factory: pytest.TempPathFactory) -> ReelhouseConfig:
+    """The session's test config; nothing is started by this fixture."""
+    return build_test_config(tmp_path_factory.mktemp("reelhouse"))
+
+
+@pytest.fixture(scope="session")
+def local_stack(base_config: ReelhouseConfig) -> Iterator[LocalStack]:
+    """The session's running stack (durable s3 storage); stopped when the session ends."""
+    stack = LocalStack(base_config)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack_config(local_stack: LocalStack) -> ReelhouseConfig:
+    """Config of the running session stack: kafka.bootstrap_servers reaches its broker."""
+    return local_stack.config
+
+
+@pytest.fixture
+def make_private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalStack]]:
+    """Factory of private stacks (own free ports and state dir), not started; all stopped afterwards.
+
+    ``make(storage="memory", start_timeout_s=2)``: keyword arguments replace ``stack`` settings.
+
+    For tests that stop or restart services, so the session stack stays up.
+    """
+    made: list[LocalStack] = []
+
+    def make(storage: str = "s3", **stack_settings: object) -> LocalStack:
+        config = build_test_config(tmp_path_factory.mktemp("private-stack"), storage=storage)
+        if stack_settings:
+            config = config.model_copy(update={"stack": config.stack.model_copy(update=stack_settings)})
+        made.append(LocalStack(config))
+        return made[-1]
+
+    yield make
+    for stack in made:
+        stack.down()
