@@ -1,13 +1,16 @@
 """Load a :class:`ReelhouseConfig` from YAML, apply environment overrides, resolve paths.
 
 Overrides: ``REELHOUSE__KAFKA__BOOTSTRAP_SERVERS=broker:9092`` sets ``kafka.bootstrap_servers``;
-double underscores separate levels and values are read as YAML scalars (``8`` is a number,
-``true`` a boolean). A file ``<name>.local.yaml`` beside the chosen file, if present, is merged
+double underscores separate levels and values are read as JSON scalars (``8`` is a number,
+``true`` a boolean, anything that is not JSON a string). Under ``kafka.client`` and
+``kafka.producer`` a ``_`` in the last key stands for ``.``:
+``REELHOUSE__KAFKA__CLIENT__SASL_PASSWORD`` sets ``sasl.password``. A file ``<name>.local.yaml`` beside the chosen file, if present, is merged
 over it: that is where machine-specific settings and secrets go (git-ignored).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +33,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found; pass --config conf/local.yaml or set {DEFAULT_CONFIG_ENV}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
@@ -45,6 +50,22 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# Maps of librdkafka settings: their keys are dotted (sasl.password), which an environment
+# variable name cannot carry, so `_` in a key below these paths stands for `.`.
+_DOTTED_KEY_MAPS = {("kafka", "client"), ("kafka", "producer")}
+
+
+def _env_value(raw: str) -> Any:
+    """JSON scalars and lists (8, true, null, [1, 2]) become typed values; anything else is a string.
+
+    JSON rather than YAML: YAML 1.1 would read a password such as 10:30 as the number 630.
+    """
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``REELHOUSE__A__B=v`` variables into ``{"a": {"b": v}}``."""
     tree: dict[str, Any] = {}
@@ -54,13 +75,15 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
         if not keys:
             continue
+        if tuple(keys[:2]) in _DOTTED_KEY_MAPS and len(keys) == 3:
+            keys[2] = keys[2].replace("_", ".")
+            value: Any = raw  # librdkafka takes every setting as a string
+        else:
+            value = _env_value(raw)
         node = tree
         for key in keys[:-1]:
             node = node.setdefault(key, {})
-        try:
-            node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            node[keys[-1]] = raw
+        node[keys[-1]] = value
     return tree
 
 

@@ -118,7 +118,7 @@ COMMON_FIELDS = (
 )
 DEVICE_FIELDS = (
     FieldSpec("os", str, choices=DEVICE_OS),
-    FieldSpec("app_version", str, pattern=r"^\d{1,4}(\.\d{1,4}){0,3}$"),
+    FieldSpec("app_version", str, pattern=r"^[0-9]{1,4}(\.[0-9]{1,4}){0,3}$"),
     FieldSpec("country", str, pattern=r"^[A-Z]{2}$"),
     FieldSpec("network", str, choices=NETWORKS),
 )
@@ -293,8 +293,14 @@ def decode_fast(payload: bytes, low_ms: int, high_ms: int) -> tuple | None:
     """The event as a tuple in ``_FAST_FIELDS`` order (device still a struct) if types, bounds,
     per-type requirements and event time hold; else None. Patterns are not checked here."""
     try:
+        # msgspec skips unknown fields without checking their bytes; the reference validator
+        # rejects invalid UTF-8 anywhere, so check it here (cheap, done in C).
+        payload.decode("utf-8")
         event = _DECODER.decode(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except Exception:  # noqa: BLE001
+        # Not only ValidationError/DecodeError: invalid UTF-8 in a string raises UnicodeDecodeError
+        # and deep nesting RecursionError. One such message must not fail the whole batch; the
+        # reference validator gives it its verdict.
         return None
     if not low_ms <= event.event_time <= high_ms:
         return None

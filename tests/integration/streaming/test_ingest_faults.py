@@ -26,11 +26,13 @@ PROJECT_DIR = Path(__file__).resolve().parents[3]
 log = logging.getLogger(__name__)
 
 
-def _start(args: list[str], log_path: Path) -> subprocess.Popen:
+def _start(command: list[str], log_path: Path) -> subprocess.Popen:
     # Own process group: a kill takes the driver, its JVM and the Python workers together.
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     return subprocess.Popen(
-        [sys.executable, *args],
+        command,
         cwd=PROJECT_DIR,
+        env=env,
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -38,7 +40,13 @@ def _start(args: list[str], log_path: Path) -> subprocess.Popen:
 
 
 def _ingest(config_file: Path, trigger: str, log_path: Path) -> subprocess.Popen:
-    return _start(["jobs/ingest_events.py", "--config", str(config_file), "--trigger", trigger], log_path)
+    """The ingestion job exactly as the README runs it: spark-submit on local[2]."""
+    spark_submit = str(Path(sys.executable).parent / "spark-submit")
+    return _start(
+        [spark_submit, "--master", "local[2]", "jobs/ingest_events.py", "--config", str(config_file),
+         "--trigger", trigger],
+        log_path,
+    )
 
 
 def _drain(config_file: Path, log_path: Path) -> None:
@@ -60,7 +68,7 @@ def test_exactly_once_when_the_job_is_killed_at_random_moments(ingest_config, tm
     rng = random.Random(seed)
     log.info("kill schedule seed %d", seed)
     simulator = _start(
-        ["-m", "reelhouse.cli", "simulate", "--config", str(config_file), "--rate", "4000", "--duration", "40",
+        [sys.executable, "-m", "reelhouse.cli", "simulate", "--config", str(config_file), "--rate", "4000", "--duration", "40",
          "--malformed-share", "0.02", "--no-catalogue"],
         tmp_path / "simulate.log",
     )

@@ -238,3 +238,23 @@ def test_a_missing_required_section_names_it(tmp_path):
 def test_an_empty_file_is_an_empty_mapping_and_fails_only_on_required_fields(tmp_path):
     path = write(tmp_path / "conf/app.yaml", "")
     assert "kafka: Field required" in config_error(path)
+
+
+def test_librdkafka_settings_from_the_environment_keep_their_dots_and_stay_strings():
+    # librdkafka keys are dotted (sasl.password) and every value is a string; a password that
+    # looks like a number or a YAML time (10:30) must arrive exactly as typed.
+    tree = env_overrides(
+        {
+            "REELHOUSE__KAFKA__CLIENT__SASL_PASSWORD": "10:30",
+            "REELHOUSE__KAFKA__PRODUCER__LINGER_MS": "5",
+            "REELHOUSE__INGEST__MAX_OFFSETS_PER_TRIGGER": "5",
+        }
+    )
+    assert tree["kafka"]["client"] == {"sasl.password": "10:30"}
+    assert tree["kafka"]["producer"] == {"linger.ms": "5"}
+    assert tree["ingest"]["max_offsets_per_trigger"] == 5
+
+
+def test_a_config_path_that_is_a_directory_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=str(tmp_path)):
+        load_config(tmp_path)

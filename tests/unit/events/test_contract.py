@@ -373,7 +373,7 @@ def valid_events(draw) -> tuple[dict, int]:
         extras["variant"] = draw(st.none() | SAFE_TEXT)
     device = {
         "os": draw(st.sampled_from(sorted(contract.DEVICE_OS))),
-        "app_version": draw(st.from_regex(r"\d{1,4}(\.\d{1,4}){0,3}", fullmatch=True)),
+        "app_version": draw(st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){0,3}", fullmatch=True)),
         "country": draw(st.from_regex(r"[A-Z]{2}", fullmatch=True)),
         "network": draw(st.sampled_from(sorted(contract.NETWORKS))),
     }
