@@ -109,3 +109,45 @@ def test_starting_offsets_json_skips_what_it_names(spark, ingest_config):
     # Partition 0 starts at offset 10; every other partition from its beginning.
     assert min(r["kafka_offset"] for r in rows if r["kafka_partition"] == 0) == 10
     assert len(rows) == 400 - 10
+
+
+def test_the_same_micro_batch_handed_over_twice_lands_once(spark, ingest_config):
+    # What Spark does after a crash between the Delta commit and its own checkpoint commit:
+    # the batch with the same id (and the same records) is handed to the sink again.
+    import datetime as dt
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from reelhouse.streaming.ingest import IngestionJob
+    from reelhouse.streaming.kafka_source import KAFKA_RECORD_SCHEMA
+
+    checkpoint = Path(ingest_config.ingest.checkpoint_dir)
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "metadata").write_text('{"id":"5f1c0a2e-0000-4000-8000-000000000001"}\n')
+    now = dt.datetime.now(dt.UTC)
+    events = [valid_event(i, int(now.timestamp() * 1000), prefix="twice") for i in range(50)]
+    records = pa.table(
+        {
+            "key": [e["user_id"].encode() for e in events] + [b"k"],
+            "value": [encode_event(e) for e in events] + [b"{broken"],
+            "topic": ["t"] * 51,
+            "partition": [0] * 51,
+            "offset": list(range(51)),
+            "timestamp": [now] * 51,
+        },
+        schema=KAFKA_RECORD_SCHEMA,
+    )
+    frame = spark.createDataFrame(records.to_pandas(), schema="key binary, value binary, topic string, "
+                                  "partition int, offset long, timestamp timestamp")
+    job = IngestionJob(spark, ingest_config)
+
+    job.process_batch(frame, 0)
+    job.process_batch(frame, 0)
+
+    lake = Lake(ingest_config.lake)
+    assert lake.to_arrow(BRONZE_EVENTS.name).num_rows == 50
+    assert lake.to_arrow(QUARANTINE_EVENTS.name).num_rows == 1
+    assert job.result.batches == 1 and job.result.skipped_batches == 1
+    # Time travel: the version before the batch is the empty table.
+    assert lake.read(spark, BRONZE_EVENTS.name, version=0).count() == 0
