@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from confluent_kafka import TopicPartition
 
 from reelhouse.config import TopicConfig, load_config
 from reelhouse.jobs import configure_logging
-from reelhouse.kafka import ensure_topic
+from reelhouse.kafka import admin_client, ensure_topic
 from reelhouse.kafka.clients import client_options, consumer
 from reelhouse.lake import Lake
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
@@ -57,6 +58,7 @@ def main() -> int:
     parser.add_argument("--config", default="conf/local.yaml")
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the topic and the Delta tables afterwards")
     args = parser.parse_args()
     configure_logging()
 
@@ -111,6 +113,9 @@ def main() -> int:
     finally:
         if spark is not None:
             spark.stop()
+        if not args.keep:
+            admin_client(config.kafka).delete_topics([topic.name])
+            shutil.rmtree(work, ignore_errors=True)
         if started_stack:
             stack.down()
     print(json.dumps(report))

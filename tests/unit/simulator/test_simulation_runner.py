@@ -121,3 +121,10 @@ def test_rate_paces_the_run(config, fake) -> None:
     report = run_simulation(config, options(config, rate=20_000.0, events=None, duration_s=0.5, write_catalogue=False))
     # 0.5 s at 20k/s: about 10k events, whatever the machine could do flat out.
     assert 8_000 <= report.events <= 11_000
+
+
+def test_same_seed_and_start_produce_the_same_messages(config, fake) -> None:
+    made, _ = fake
+    run_simulation(config, options(config, write_catalogue=False))
+    run_simulation(config, options(config, write_catalogue=False))
+    assert made[0].delivered == made[1].delivered
