@@ -8,6 +8,7 @@ it started.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import Counter
 
@@ -57,6 +58,10 @@ def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
     if started_stack:
         log.info("[1/4] starting the local stack (broker on local S3 storage)")
         stack.up()
+        # A freshly started local broker has empty topics (its S3 server keeps objects in
+        # memory), so offsets checkpointed by an earlier demo no longer mean anything. The
+        # Delta tables stay; new events have new ids, so nothing is duplicated.
+        shutil.rmtree(config.ingest.checkpoint_dir, ignore_errors=True)
     else:
         log.info("[1/4] local stack already running; using it")
     spark = None

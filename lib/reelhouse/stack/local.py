@@ -24,7 +24,7 @@ from reelhouse.stack.services import (
     StackPaths,
     broker_data_dir,
     broker_spec,
-    find_rclone,
+    find_moto_server,
     find_tansu,
     object_store_spec,
 )
@@ -76,9 +76,6 @@ class LocalStack:
         specs = self._specs()
         for directory in (self.paths.pids_dir, self.paths.logs_dir, self.paths.data_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        if self._stack.broker.storage == "s3":
-            # Tansu does not create its bucket; for rclone a bucket is a directory.
-            (self.paths.object_store_root / self._stack.object_store.bucket).mkdir(parents=True, exist_ok=True)
         started: list[ServiceSpec] = []
         try:
             for spec in specs:
@@ -164,7 +161,7 @@ class LocalStack:
         specs: list[ServiceSpec] = []
         if self._stack.broker.storage == "s3":
             credentials = load_or_create_credentials(self.paths.credentials_file)
-            specs.append(object_store_spec(self._stack, self.paths, find_rclone(), credentials, os.environ))
+            specs.append(object_store_spec(self._stack, find_moto_server(), os.environ))
         specs.append(broker_spec(self._stack, self.paths, find_tansu(), credentials, os.environ))
         return specs
 
@@ -249,6 +246,9 @@ class LocalStack:
                 f"{_indent(processes.log_tail(log_file, log_offset))}"
             )
         log.info("%s is healthy after %.2f s", spec.title, time.monotonic() - started_at)
+        if spec.name == OBJECT_STORE:
+            # Tansu does not create the bucket it stores its log in.
+            health.create_bucket(spec.host, spec.port, self._stack.object_store.bucket)
 
     def _stop(self, name: str) -> bool:
         """Stop the service behind ``name``'s pid file if it is ours; always remove the pid file."""
@@ -276,7 +276,7 @@ class LocalStack:
         pid = processes.owned_pid(self.paths.pid_file(name), BINARY_NAMES[name])
         if name == OBJECT_STORE:
             address = f"{self._stack.object_store.host}:{self._stack.object_store.port}"
-            data_dir: Path | None = self.paths.object_store_root
+            data_dir: Path | None = None
         else:
             address = self._broker_address()
             data_dir = broker_data_dir(self._stack, self.paths)
