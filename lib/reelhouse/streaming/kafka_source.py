@@ -9,7 +9,8 @@ format (key, value, topic, partition, offset, timestamp). Options:
 - ``maxOffsetsPerTrigger``: records per micro-batch, shared across partitions by lag;
 - ``minPartitions``: split offset ranges into at least this many read tasks;
 - ``pollTimeoutMs``: how long a read task waits for records it knows exist before failing;
-- ``tailProbeMs``: how long the driver looks past the reported end of each partition.
+- ``tailProbeMs``: the longest the driver waits for the real end of each partition (default 10 s;
+  it usually takes one fetch round trip).
 
 Micro-batches are deterministic: a batch is a set of per-partition offset ranges that Spark
 checkpoints before reading, so a restarted query re-reads exactly the same records.
@@ -107,7 +108,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             raise KafkaSourceError(f"maxOffsetsPerTrigger must be >= 1, got {max_offsets}")
         self.min_partitions = int(options.get("minpartitions", "1"))
         self.poll_timeout_s = int(options.get("polltimeoutms", "120000")) / 1000
-        self.tail_probe_s = int(options.get("tailprobems", "1000")) / 1000
+        self.tail_probe_s = int(options.get("tailprobems", "10000")) / 1000
         self._metadata_consumer: Any = None
         self._available_now_target: OffsetMap | None = None
 
@@ -121,7 +122,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self._metadata_consumer is None:
             from reelhouse.kafka.clients import consumer
 
-            self._metadata_consumer = consumer(self.client_options, **{"fetch.wait.max.ms": "50"})
+            self._metadata_consumer = consumer(
+                self.client_options, **{"fetch.wait.max.ms": "50", "enable.partition.eof": True}
+            )
         return self._metadata_consumer
 
     def _partitions(self) -> dict[str, list[int]]:
@@ -147,26 +150,33 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return low, high
 
     def _probe_tail(self, reported: OffsetMap) -> OffsetMap:
-        """The real end of each partition: the broker may report an end one producer batch short."""
-        from confluent_kafka import TopicPartition
+        """The real end of each partition: the broker may report an end one producer batch short.
+
+        Fetches from the reported end until the broker says each partition is exhausted
+        (partition EOF), so the answer does not depend on how fast the broker serves a fetch.
+        """
+        from confluent_kafka import KafkaError, TopicPartition
 
         consumer = self._consumer()
         ends = {topic: dict(partitions) for topic, partitions in reported.items()}
-        consumer.assign([TopicPartition(t, int(p), off) for t, parts in reported.items() for p, off in parts.items()])
+        pending = {(t, int(p)) for t, parts in reported.items() for p in parts}
+        consumer.assign([TopicPartition(t, p, reported[t][str(p)]) for t, p in pending])
         deadline = time.monotonic() + self.tail_probe_s
-        quiet_polls = 0
-        while time.monotonic() < deadline and quiet_polls < 2:
-            messages = consumer.consume(50_000, timeout=0.1)
-            if not messages:
-                quiet_polls += 1
-                continue
-            quiet_polls = 0
-            for m in messages:
-                if m.error() is None:
+        try:
+            while pending and time.monotonic() < deadline:
+                for m in consumer.consume(50_000, timeout=0.2):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard((m.topic(), m.partition()))
+                        continue
                     part = ends[m.topic()]
                     key = str(m.partition())
                     part[key] = max(part[key], m.offset() + 1)
-        consumer.unassign()
+        finally:
+            consumer.unassign()
+        if pending:
+            log.warning("tail probe: no end-of-partition answer within %.1fs for %s", self.tail_probe_s, sorted(pending))
         return ends
 
     def _latest(self) -> OffsetMap:
