@@ -20,8 +20,8 @@ from confluent_kafka import TopicPartition
 
 from reelhouse.config import TopicConfig, load_config
 from reelhouse.jobs import configure_logging
-from reelhouse.kafka import admin_client, ensure_topic
-from reelhouse.kafka.clients import client_options, consumer
+from reelhouse.kafka import ensure_topic
+from reelhouse.kafka.clients import client_options, consumer, delete_topic
 from reelhouse.lake import Lake
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.simulator import run_simulation, simulation_options_from_args
@@ -114,7 +114,7 @@ def main() -> int:
         if spark is not None:
             spark.stop()
         if not args.keep:
-            admin_client(config.kafka).delete_topics([topic.name])
+            delete_topic(config.kafka, topic.name)
             shutil.rmtree(work, ignore_errors=True)
         if started_stack:
             stack.down()

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException
 
 from reelhouse.config import load_config
 from reelhouse.kafka import admin_client, ensure_topic
+from reelhouse.kafka.clients import delete_topic
 from reelhouse.simulator import SimulationOptions, run_simulation
 
 
@@ -26,15 +27,6 @@ def _broker_reachable(config) -> bool:
         return True
     except KafkaException:
         return False
-
-
-def _delete_topic(config, name: str) -> None:
-    """Best effort: a benchmark leaves no millions of messages behind in a durable broker."""
-    admin = admin_client(config.kafka)  # must outlive the request, or librdkafka cancels it
-    try:
-        admin.delete_topics([name], operation_timeout=30)[name].result(timeout=30)
-    except KafkaException as e:
-        logging.getLogger("bench_simulate").warning("could not delete topic %s: %s", name, e)
 
 
 def main() -> int:
@@ -68,7 +60,7 @@ def main() -> int:
         )
         report = run_simulation(config, options)
     finally:
-        _delete_topic(config, topic.name)
+        delete_topic(config.kafka, topic.name)
         if stack is not None:
             stack.down()
     print(report.to_json())

@@ -58,9 +58,8 @@ def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
     if started_stack:
         log.info("[1/4] starting the local stack (broker on local S3 storage)")
         stack.up()
-        # A freshly started local broker has empty topics (its S3 server keeps objects in
-        # memory), so offsets checkpointed by an earlier demo no longer mean anything. The
-        # Delta tables stay; new events have new ids, so nothing is duplicated.
+        # A freshly started stack has empty topics, so offsets checkpointed by an earlier demo
+        # mean nothing now. The Delta tables stay; new events have new ids, so nothing doubles.
         shutil.rmtree(config.ingest.checkpoint_dir, ignore_errors=True)
     else:
         log.info("[1/4] local stack already running; using it")

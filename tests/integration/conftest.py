@@ -1,4 +1,4 @@
-"""Integration fixtures: one real local stack (Tansu on a moto S3 server) per test session.
+"""Integration fixtures: one real local stack (Tansu on rclone S3) per test session.
 
 ``base_config`` is a test config (free ports, everything under one temporary directory) with
 nothing started; ``local_stack`` starts it once; ``stack_config`` is the config of that running

@@ -55,8 +55,7 @@ class BrokerConfig(_Model):
     host: str = Field("127.0.0.1", description="Address the local broker listens on.")
     port: int = Field(19092, ge=1, le=65535, description="Kafka port of the local broker.")
     storage: Literal["s3", "memory"] = Field(
-        "s3",
-        description="`s3`: the log lives in the local S3 server and survives broker restarts; `memory`: lost on restart.",
+        "s3", description="`s3`: durable, on the local object store; `memory`: lost on restart."
     )
     cluster_id: str = Field("reelhouse", description="Cluster id the broker stores its metadata under.")
 
@@ -64,7 +63,7 @@ class BrokerConfig(_Model):
 class ObjectStoreConfig(_Model):
     host: str = Field("127.0.0.1", description="Address the local S3 server listens on.")
     port: int = Field(19000, ge=1, le=65535, description="Port of the local S3 server.")
-    bucket: str = Field("reelhouse-broker", description="Bucket that holds the broker's log.")
+    bucket: str = Field("reelhouse-broker", description="Bucket (a directory) that holds the broker's data.")
 
 
 class StackConfig(_Model):

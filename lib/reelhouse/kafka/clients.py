@@ -83,3 +83,14 @@ def ensure_topic(kafka: KafkaConfig, topic: TopicConfig, timeout_s: float = 15.0
         raise StackError(f"could not create topic {topic.name}: {e}") from e
     log.info("created topic %s with %d partitions", topic.name, topic.partitions)
     return True
+
+
+def delete_topic(kafka: KafkaConfig, name: str, timeout_s: float = 30.0) -> bool:
+    """Delete ``name`` and wait for the broker's answer; False (logged) if it could not be."""
+    admin = admin_client(kafka)  # must outlive the request, or librdkafka cancels it
+    try:
+        admin.delete_topics([name], operation_timeout=timeout_s)[name].result(timeout=timeout_s)
+        return True
+    except KafkaException as e:
+        log.warning("could not delete topic %s: %s", name, e)
+        return False

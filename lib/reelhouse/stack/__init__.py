@@ -1,4 +1,4 @@
-"""The local stack: an S3 server (moto) and a Kafka-protocol broker (Tansu) as detached processes.
+"""The local stack: an S3 server (rclone) and a Kafka-protocol broker (Tansu) as detached processes.
 
 ``reelhouse stack up|down|status`` drives :class:`LocalStack`. Everything it writes lives under
 ``stack.state_dir``: ``pids/``, ``logs/``, ``data/`` and the generated S3 credentials. On a real

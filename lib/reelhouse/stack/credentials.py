@@ -1,7 +1,7 @@
 """Credentials of the local S3 server: generated on first ``stack up``, kept in the state dir (0600).
 
-They never go into committed config. They are long random hex strings, which every S3 server
-accepts (some reject short access keys with ``InvalidAccessKeyId``).
+They never go into committed config. They are long random hex strings because rclone rejects
+short access keys (``InvalidAccessKeyId``).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def accepts_tcp(host: str, port: int, timeout_s: float) -> bool:
 
 
 def answers_http(host: str, port: int, timeout_s: float) -> bool:
-    """Any HTTP response counts: the S3 server answers ``GET /`` with a bucket list or an error."""
+    """Any HTTP response counts: rclone answers an anonymous ``GET /`` with an S3 error document."""
     connection = http.client.HTTPConnection(host, port, timeout=min(timeout_s, 2.0))
     try:
         connection.request("GET", "/")
@@ -53,19 +53,6 @@ def answers_http(host: str, port: int, timeout_s: float) -> bool:
         return False
     finally:
         connection.close()
-
-
-def create_bucket(host: str, port: int, bucket: str) -> None:
-    """Create ``bucket`` on the local S3 server (an existing one is fine)."""
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        connection.request("PUT", f"/{bucket}")
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    if response.status >= 300 and b"BucketAlreadyOwnedByYou" not in body:
-        raise OSError(f"creating bucket {bucket} on {host}:{port} answered {response.status}: {body[:200]!r}")
 
 
 class KafkaMetadataProbe:

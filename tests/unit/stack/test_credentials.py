@@ -1,4 +1,4 @@
-"""S3 credentials: generated once, long enough for the S3 server, private, reused on the next `up`."""
+"""S3 credentials: generated once, long enough for rclone, private, reused on the next `up`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_first_call_creates_a_private_file(tmp_path: Path) -> None:
     path = tmp_path / "state" / "credentials.json"
     credentials = load_or_create_credentials(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    # the S3 server answers InvalidAccessKeyId to short keys such as "ak"; these are 32 and 64 hex chars.
+    # rclone answers InvalidAccessKeyId to short keys such as "ak"; these are 32 and 64 hex chars.
     assert len(credentials.access_key_id) == 32 and len(credentials.secret_access_key) == 64
 
 

@@ -52,7 +52,7 @@ def test_status_reads_pid_files(unit_config: ReelhouseConfig, monkeypatch: pytes
 def test_down_leaves_a_foreign_process_alone(unit_config: ReelhouseConfig, no_signals: list) -> None:
     stack = LocalStack(unit_config)
     for service in ("broker", "object_store"):
-        processes.write_pid(stack.paths.pid_file(service), os.getpid())  # python, neither tansu nor the S3 server
+        processes.write_pid(stack.paths.pid_file(service), os.getpid())  # python, neither tansu nor rclone
     stack.down()
     assert no_signals == []
     assert not stack.paths.pid_file("broker").exists()

