@@ -86,6 +86,7 @@ class LocalStack:
             if bucket.exists() and any(bucket.iterdir()):
                 log.info("removing the broker log of an earlier stack in %s", bucket)
                 shutil.rmtree(bucket)
+                self._forget_stream_progress()
             bucket.mkdir(parents=True, exist_ok=True)
         started: list[ServiceSpec] = []
         try:
@@ -135,6 +136,13 @@ class LocalStack:
             self._stop(BROKER)
             raise
         log.info("broker restarted at %s", spec.address)
+
+    def _forget_stream_progress(self) -> None:
+        """The ingestion checkpoint counts offsets of the log just removed; it would skip the new one."""
+        checkpoint = self._config.ingest.checkpoint_dir
+        if "://" not in checkpoint and Path(checkpoint).exists():
+            log.info("removing the ingestion checkpoint %s: it refers to the removed broker log", checkpoint)
+            shutil.rmtree(checkpoint)
 
     def broker_running(self) -> bool:
         return self._stack.enabled and self._running(BROKER)

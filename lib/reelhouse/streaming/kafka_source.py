@@ -114,6 +114,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.tail_probe_s = int(options.get("tailprobems", "30000")) / 1000
         self._metadata_consumer: Any = None
         self._available_now_target: OffsetMap | None = None
+        self._confirmed_ends: set[tuple[str, str]] = set()
 
     # The driver-side consumer is not picklable; read tasks build their own.
     def __getstate__(self) -> dict[str, Any]:
@@ -150,7 +151,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 low[topic][str(p)], high[topic][str(p)] = lo, hi
         return low, high
 
-    def _probe_tail(self, low: OffsetMap, reported: OffsetMap) -> OffsetMap:
+    def _probe_tail(self, low: OffsetMap, reported: OffsetMap) -> tuple[OffsetMap, set[tuple[str, str]]]:
         """The real end of each partition, which the broker may report short.
 
         The local broker's reported end can lag the records it holds, and it answers a fetch
@@ -158,6 +159,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         on, including those past the reported end. So the probe fetches the last record the
         broker admits to (reported end - 1), waits for that record to arrive, then keeps
         reading until nothing more comes: the offset after the last record seen is the end.
+        Also returns the partitions whose end is confirmed (empty, or its last record seen).
         """
         from confluent_kafka import TopicPartition
 
@@ -166,8 +168,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         first = {
             (t, int(p)): end - 1 for t, parts in reported.items() for p, end in parts.items() if end > low[t][p]
         }
+        empty = {(t, p) for t, parts in reported.items() for p, end in parts.items() if end <= low[t][p]}
         if not first:
-            return ends
+            return ends, empty
         consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in first.items()])
         waiting = set(first)
         deadline = time.monotonic() + self.tail_probe_s
@@ -197,11 +200,23 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 "tail probe: the last reported record of %s did not arrive within %.1fs; using the reported end",
                 sorted(waiting), self.tail_probe_s,
             )
-        return ends
+        return ends, empty | {(t, str(p)) for t, p in first if (t, p) not in waiting}
 
     def _latest(self) -> OffsetMap:
         low, high = self._watermarks()
-        return self._probe_tail(low, high)
+        ends, self._confirmed_ends = self._probe_tail(low, high)
+        return ends
+
+    def _check_not_behind(self, start: OffsetMap, latest: OffsetMap) -> None:
+        """A confirmed end before what the stream already read means the topic was recreated."""
+        for topic, partition in self._confirmed_ends:
+            read = start.get(topic, {}).get(partition)
+            if read is not None and latest[topic][partition] < read:
+                raise KafkaSourceError(
+                    f"{topic}[{partition}] ends at offset {latest[topic][partition]} but this stream has already "
+                    f"read up to {read}: the topic was deleted and recreated (a new local stack starts with "
+                    "empty topics). Start the stream from a new checkpoint (delete its checkpoint directory)."
+                )
 
     def initialOffset(self) -> OffsetMap:
         low, _ = self._watermarks()
@@ -222,6 +237,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: OffsetMap, limit: ReadLimit) -> OffsetMap:
         latest = self._available_now_target if self._available_now_target is not None else self._latest()
+        self._check_not_behind(start, latest)
         budget = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         end = limit_offsets(start, latest, budget)
         log.debug("latestOffset start=%s latest=%s end=%s", start, latest, end)

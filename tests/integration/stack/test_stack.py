@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -140,9 +141,12 @@ def test_up_starts_with_an_empty_broker_log(make_private_stack: MakeStack) -> No
     assert writer.flush(30) == 0
     del writer
     stack.down()
+    checkpoint = Path(stack.config.ingest.checkpoint_dir)
+    (checkpoint / "offsets").mkdir(parents=True)  # progress through the log about to go
     stack.up()
     topics = admin_client(stack.config.kafka).list_topics(timeout=10).topics
     assert "left-behind" not in topics
+    assert not checkpoint.exists()
 
 
 def test_down_stops_our_processes_and_no_others(make_private_stack: MakeStack) -> None:

@@ -151,3 +151,23 @@ def test_the_same_micro_batch_handed_over_twice_lands_once(spark, ingest_config)
     assert job.result.batches == 1 and job.result.skipped_batches == 1
     # Time travel: the version before the batch is the empty table.
     assert lake.read(spark, BRONZE_EVENTS.name, version=0).count() == 0
+
+
+def test_a_recreated_topic_stops_the_stream_with_a_clear_error(spark, ingest_config):
+    # The checkpoint says 300 records were read; the recreated topic holds 40. Reading on from
+    # offset 300 would silently skip all of them, so the source refuses.
+    from reelhouse.kafka import ensure_topic
+    from reelhouse.kafka.clients import delete_topic
+
+    now_ms = int(time.time() * 1000)
+    first = [valid_event(i, now_ms, prefix="old") for i in range(300)]
+    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in first])
+    run_ingestion(spark, ingest_config, trigger="available_now")
+    assert delete_topic(ingest_config.kafka, ingest_config.kafka.events_topic.name)
+    time.sleep(1)
+    ensure_topic(ingest_config.kafka, ingest_config.kafka.events_topic)
+    second = [valid_event(i, now_ms, prefix="new") for i in range(40)]
+    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in second])
+
+    with pytest.raises(Exception, match="deleted and recreated"):
+        run_ingestion(spark, ingest_config, trigger="processing_time")
