@@ -18,7 +18,6 @@ from reelhouse.errors import StackError
 from reelhouse.kafka import admin_client, consumer, ensure_topic, producer
 from reelhouse.kafka.clients import client_options
 from reelhouse.stack import LocalStack, health, processes
-from reelhouse.stack.services import ServiceSpec
 
 pytestmark = pytest.mark.integration
 
