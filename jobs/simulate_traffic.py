@@ -7,22 +7,20 @@ Prints the run report as one JSON line; exit code 2 on an error (e.g. undelivere
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
 from reelhouse.config import load_config
 from reelhouse.errors import ReelhouseError
+from reelhouse.jobs import configure_logging, job_parser
 from reelhouse.simulator import run_simulation, simulation_options_from_args
 from reelhouse.simulator.options import add_simulation_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)")
+    parser = job_parser(__doc__.splitlines()[0])
     add_simulation_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         config = load_config(args.config)
         report = run_simulation(config, simulation_options_from_args(config, args))

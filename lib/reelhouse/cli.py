@@ -7,11 +7,11 @@ Heavy modules (pyspark, deltalake) are imported inside the subcommands that need
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from reelhouse.config import load_config
 from reelhouse.errors import ReelhouseError
+from reelhouse.jobs import configure_logging
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelhouse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="reelhouse", description="reelhouse: a TikTok-style recommendation lakehouse.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -90,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         return args.func(args)
     except ReelhouseError as e:
