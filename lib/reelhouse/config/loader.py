@@ -108,6 +108,9 @@ def _resolve_paths(config: ReelhouseConfig, base: Path) -> ReelhouseConfig:
             "simulator": config.simulator.model_copy(
                 update={"catalogue_dir": _resolve(config.simulator.catalogue_dir, base)}
             ),
+            "online_store": config.online_store.model_copy(
+                update={"path": Path(_resolve(config.online_store.path, base))}
+            ),
         }
     )
 

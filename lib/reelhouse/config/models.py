@@ -163,6 +163,16 @@ class SimulatorConfig(_Model):
     )
 
 
+class OnlineStoreConfig(_Model):
+    """Where the feed reads the latest feature values from."""
+
+    type: Literal["sqlite"] = Field("sqlite", description="`sqlite`: embedded, WAL mode, no server.")
+    path: Path = Field(Path(".reelhouse/online/features.db"), description="SQLite database file.")
+    ttl_s: float | None = Field(
+        8 * 86_400.0, gt=0, description="Seconds a row stays readable after its feature time (None: forever)."
+    )
+
+
 class ReelhouseConfig(_Model):
     env: str = Field("local", description="Name of the environment, shown in logs and summaries.")
     data_dir: Path = Field(Path(".reelhouse"), description="Root of everything the local defaults write.")
@@ -172,3 +182,4 @@ class ReelhouseConfig(_Model):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    online_store: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)

@@ -1,0 +1,61 @@
+"""The online store interface and its factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reelhouse.config import OnlineStoreConfig
+
+FeatureValue = float | int | str | None
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """The feature values of one entity (a user, a video, a user x topic) in one feature view.
+
+    ``version`` orders writes of the same key: a write with a version not above the stored one
+    is ignored, so a late or replayed backfill cannot overwrite fresher values.
+    """
+
+    entity_key: str
+    values: Mapping[str, FeatureValue]
+    feature_time: dt.datetime
+    version: int
+    expires_at: dt.datetime | None = field(default=None, compare=False)
+
+
+class OnlineStore(Protocol):
+    def write(self, view: str, rows: Iterable[FeatureRow], ttl_s: float | None = None) -> int:
+        """Upsert rows; returns how many replaced or created a stored row."""
+
+    def read(self, view: str, keys: Sequence[str], now: dt.datetime | None = None) -> dict[str, FeatureRow | None]:
+        """The live row of every key (None when absent or expired), in one round trip."""
+
+    def purge_expired(self, now: dt.datetime | None = None) -> int:
+        """Delete expired rows; returns how many."""
+
+    def close(self) -> None: ...
+
+
+def open_online_store(config: OnlineStoreConfig) -> OnlineStore:
+    """The store ``online_store.type`` names."""
+    if config.type == "sqlite":
+        from reelhouse.online.sqlite import SqliteOnlineStore
+
+        return SqliteOnlineStore(config.path, default_ttl_s=config.ttl_s)
+    raise AssertionError(f"unhandled online store type {config.type!r}")  # config validation prevents it
+
+
+def to_epoch_ms(moment: dt.datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: feature times are UTC-aware")
+    return int(moment.timestamp() * 1000)
+
+
+def from_epoch_ms(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
