@@ -163,6 +163,15 @@ class SimulatorConfig(_Model):
     )
 
 
+class SilverConfig(_Model):
+    """How bronze becomes silver (see lib/reelhouse/silver/transforms.py for the policies)."""
+
+    allowed_lateness_s: int = Field(
+        86_400, ge=0, description="Events received later than interval end + this stay in bronze only."
+    )
+    session_gap_s: int = Field(1_800, gt=0, description="Inactivity that ends a user's session.")
+
+
 class OnlineStoreConfig(_Model):
     """Where the feed reads the latest feature values from."""
 
@@ -183,3 +192,4 @@ class ReelhouseConfig(_Model):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     online_store: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
+    silver: SilverConfig = Field(default_factory=SilverConfig)

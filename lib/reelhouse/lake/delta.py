@@ -190,6 +190,71 @@ class Lake:
     def overwrite(self, df: DataFrame, spec: TableSpec, txn: AppTransaction | None = None) -> CommitResult:
         return self._write(df, spec, "overwrite", txn)
 
+    def replace_partitions(
+        self, df: DataFrame, spec: TableSpec, column: str, values: list[str], txn: AppTransaction | None = None
+    ) -> CommitResult:
+        """Atomically replace the partitions ``column IN values`` with ``df`` (rows outside them are an error).
+
+        The idempotent write of a data interval: running it twice leaves the same table. A listed
+        partition that ``df`` has no rows for is emptied.
+        """
+        if column not in spec.partition_by:
+            raise LakeError(f"{spec.name} is not partitioned by {column!r} (partitioned by {spec.partition_by})")
+        if self.native:
+            condition = f"{column} IN ({', '.join(repr(v) for v in values)})"
+            writer = df.select(*spec.schema.names).write.format("delta").mode("overwrite").option("replaceWhere", condition)
+            writer.partitionBy(*spec.partition_by).save(_spark_path(self.uri(spec.name)))
+            return CommitResult(spec.name, self.version(spec.name), 0, 0)
+        writer = self.file_writer(spec)
+        allowed = set(values)
+
+        def write_inside(rows: pa.Table) -> list[FileAction]:
+            outside = set(rows.column(column).cast(pa.string()).to_pylist()) - allowed
+            if outside:
+                raise ValueError(f"{spec.name}: rows for {column} {sorted(outside)[:3]} outside the replaced partitions")
+            return writer.write(rows)
+
+        actions = self.write_files(df.select(*spec.schema.names), write_inside)
+        table = self.ensure_table(spec)
+        if txn is not None:
+            done = table.transaction_version(txn.app_id)
+            if done is not None and done >= txn.version:
+                return CommitResult(spec.name, None, 0, 0)
+        adds = [AddAction(a.path, a.size, a.partition_values, a.modification_time, True, a.stats) for a in actions]
+        try:
+            table.create_write_transaction(
+                adds,
+                mode="overwrite",
+                schema=spec.schema,
+                partition_by=list(spec.partition_by),
+                partition_filters=[(column, "in", list(values))],
+                commit_properties=CommitProperties(
+                    custom_metadata={"reelhouse.table": spec.name},
+                    app_transactions=[Transaction(txn.app_id, txn.version)] if txn is not None else None,
+                ),
+            )
+        except Exception as e:  # delta-rs raises several unrelated types; all mean "not committed"
+            raise LakeError(f"replacing {column} {values[:3]}... of {spec.name} failed: {e}") from e
+        table.update_incremental()
+        return CommitResult(spec.name, table.version(), len(adds), _rows_in(actions))
+
+    def merge_rows(self, spec: TableSpec, rows: pa.Table, keys: tuple[str, ...], compare: tuple[str, ...]) -> dict[str, Any]:
+        """Upsert ``rows`` by ``keys`` (Delta MERGE): new keys are inserted, a key whose ``compare``
+        columns changed is updated in place, unchanged rows are left alone (no new files).
+
+        Runs in this process with delta-rs: meant for dimension tables of modest size.
+        """
+        table = self.ensure_table(spec)
+        source = rows.select(spec.schema.names).cast(spec.schema)
+        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        changed = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in compare)
+        return (
+            table.merge(source, predicate=on, source_alias="s", target_alias="t")
+            .when_matched_update_all(predicate=changed)
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
     def _write(self, df: DataFrame, spec: TableSpec, mode: str, txn: AppTransaction | None) -> CommitResult:
         if self.native:
             return self._write_native(df, spec, mode, txn)
