@@ -132,3 +132,29 @@ def test_intervals_must_be_whole_utc_hours():
         interval_hours(at(5), at(60))
     with pytest.raises(Exception, match="empty"):
         interval_hours(H10, H10)
+
+
+def test_gold_features_from_silver_as_of_the_interval_end(spark, setup):
+    # Silver then gold for 10:00-11:00: v1 had two plays (one complete) and one like there.
+    from reelhouse.features.gold import build_features, feature_table
+
+    config, lake, _ = setup
+    add_bronze(lake, [
+        bronze_row("p1", "u1", "v1", at(5)),
+        bronze_row("p2", "u2", "v1", at(15)) | {"watch_ms": 2000},
+        bronze_row("l1", "u2", "v1", at(16), event_type="like"),
+        bronze_row("x1", "u1", "v1", at(61)),  # after the feature time: not counted
+    ])
+    build_silver(spark, config, H10, at(120))
+
+    first = build_features(spark, config, at(60))
+    again = build_features(spark, config, at(60))
+
+    videos = {r["video_id"]: r for r in lake.to_arrow(feature_table("video").name).to_pylist()}
+    v1 = videos["v1"]
+    assert v1["video_plays_1h"] == 2 and v1["video_completion_rate_1h"] == pytest.approx(0.5)
+    assert v1["video_mean_watch_ratio_1h"] == pytest.approx(0.75)
+    assert v1["feature_time"] == at(60)
+    topics = lake.to_arrow(feature_table("user_topic").name).to_pylist()
+    assert {(r["user_id"], r["topic"]) for r in topics} == {("u1", "pets"), ("u2", "pets")}
+    assert first.rows == again.rows and lake.to_arrow(feature_table("video").name).num_rows == 1

@@ -1,0 +1,78 @@
+"""Gold (batch layer): the registry's features as of the end of a data interval, into Delta.
+
+One table per entity (``video_features``, ``user_features``, ``user_topic_features``), one
+row per entity and ``feature_time``; each run replaces the partition of its ``feature_time``,
+so re-running an interval leaves the same rows. Training joins these point-in-time: an
+impression at ``t`` may only use rows with ``feature_time <= t``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyspark.sql import functions as F
+
+from reelhouse.config import ReelhouseConfig
+from reelhouse.errors import ReelhouseError
+from reelhouse.features.batch import window_features
+from reelhouse.features.registry import ENTITY_KEYS, MEASURES, WINDOWS, features_for
+from reelhouse.lake import Lake, TableSpec
+from reelhouse.silver.tables import SILVER_EVENTS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def feature_table(entity: str) -> TableSpec:
+    """The Delta table of one entity's features, its schema derived from the registry."""
+    fields = [pa.field(key, pa.string(), nullable=False) for key in ENTITY_KEYS[entity]]
+    for spec in features_for(entity):
+        is_count = spec.denominator is None and MEASURES[spec.numerator].value == "1"
+        fields.append(pa.field(spec.name, pa.int64() if is_count else pa.float64()))
+    fields += [
+        pa.field("feature_time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("feature_hour", pa.string(), nullable=False),
+    ]
+    return TableSpec(f"{entity}_features", pa.schema(fields), ("feature_hour",), f"{entity} features by feature_time")
+
+
+@dataclass
+class GoldResult:
+    feature_time: str
+    silver_version: int
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def build_features(spark: SparkSession, config: ReelhouseConfig, as_of: dt.datetime) -> GoldResult:
+    """Every entity's features as of ``as_of`` (an interval end, on a whole UTC hour)."""
+    if as_of.tzinfo is None or as_of.minute or as_of.second or as_of.microsecond:
+        raise ReelhouseError(f"feature time {as_of} must be a timezone-aware whole hour (the end of a data interval)")
+    lake = Lake(config.lake, native=config.spark.delta_format == "native")
+    silver_version = lake.version(SILVER_EVENTS.name)
+    longest = dt.timedelta(seconds=max(WINDOWS.values()))
+    events = lake.read(spark, SILVER_EVENTS.name, version=silver_version).where(
+        (F.col("event_time") > F.lit(as_of - longest).cast("timestamp")) & (F.col("event_time") <= F.lit(as_of).cast("timestamp"))
+    ).cache()
+    hour = as_of.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+    result = GoldResult(feature_time=as_of.isoformat(), silver_version=silver_version)
+    try:
+        for entity in ENTITY_KEYS:
+            source = events.where(F.col("topic").isNotNull()) if "topic" in ENTITY_KEYS[entity] else events
+            table = feature_table(entity)
+            frame = window_features(source, entity, as_of).withColumn("feature_hour", F.lit(hour))
+            commit = lake.replace_partitions(frame, table, "feature_hour", [hour])
+            result.rows[table.name] = commit.rows
+    finally:
+        events.unpersist()
+    log.info("gold features as of %s from silver v%d: %s", as_of, silver_version, result.rows)
+    return result
