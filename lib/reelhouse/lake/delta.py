@@ -140,8 +140,12 @@ class Lake:
         mode: str = "append",
         txn: AppTransaction | None = None,
         metadata: dict[str, Any] | None = None,
+        partition_filters: list[tuple[str, str, Any]] | None = None,
     ) -> CommitResult:
-        """Commit files the executors wrote, atomically; skip if ``txn`` is already in the table."""
+        """Commit files the executors wrote, atomically; skip if ``txn`` is already in the table.
+
+        ``mode="overwrite"`` with ``partition_filters`` replaces only the matching partitions.
+        """
         table = self.ensure_table(spec)
         if txn is not None:
             done = table.transaction_version(txn.app_id)
@@ -162,6 +166,7 @@ class Lake:
                 mode=mode,
                 schema=spec.schema,
                 partition_by=list(spec.partition_by) or None,
+                partition_filters=partition_filters,
                 commit_properties=properties,
             )
         except Exception as e:  # delta-rs raises several unrelated types; all mean "not committed"
@@ -205,6 +210,8 @@ class Lake:
             writer = df.select(*spec.schema.names).write.format("delta").mode("overwrite").option("replaceWhere", condition)
             writer.partitionBy(*spec.partition_by).save(_spark_path(self.uri(spec.name)))
             return CommitResult(spec.name, self.version(spec.name), 0, 0)
+        if txn is not None and (self.committed_version(spec.name, txn.app_id) or -1) >= txn.version:
+            return CommitResult(spec.name, None, 0, 0)
         writer = self.file_writer(spec)
         allowed = set(values)
 
@@ -215,28 +222,7 @@ class Lake:
             return writer.write(rows)
 
         actions = self.write_files(df.select(*spec.schema.names), write_inside)
-        table = self.ensure_table(spec)
-        if txn is not None:
-            done = table.transaction_version(txn.app_id)
-            if done is not None and done >= txn.version:
-                return CommitResult(spec.name, None, 0, 0)
-        adds = [AddAction(a.path, a.size, a.partition_values, a.modification_time, True, a.stats) for a in actions]
-        try:
-            table.create_write_transaction(
-                adds,
-                mode="overwrite",
-                schema=spec.schema,
-                partition_by=list(spec.partition_by),
-                partition_filters=[(column, "in", list(values))],
-                commit_properties=CommitProperties(
-                    custom_metadata={"reelhouse.table": spec.name},
-                    app_transactions=[Transaction(txn.app_id, txn.version)] if txn is not None else None,
-                ),
-            )
-        except Exception as e:  # delta-rs raises several unrelated types; all mean "not committed"
-            raise LakeError(f"replacing {column} {values[:3]}... of {spec.name} failed: {e}") from e
-        table.update_incremental()
-        return CommitResult(spec.name, table.version(), len(adds), _rows_in(actions))
+        return self.commit(spec, actions, mode="overwrite", txn=txn, partition_filters=[(column, "in", list(values))])
 
     def merge_rows(self, spec: TableSpec, rows: pa.Table, keys: tuple[str, ...], compare: tuple[str, ...]) -> dict[str, Any]:
         """Upsert ``rows`` by ``keys`` (Delta MERGE): new keys are inserted, a key whose ``compare``

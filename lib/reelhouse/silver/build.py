@@ -80,7 +80,7 @@ def refresh_dimensions(lake: Lake, catalogue_dir: str, now: dt.datetime | None =
         rows = pq.read_table(path)
         rows = rows.append_column("updated_at", pa.array([stamp.as_py()] * rows.num_rows, stamp.type))
         compare = tuple(n for n in spec.schema.names if n not in (key, "updated_at"))
-        result = lake.merge_rows(spec, rows.select(spec.schema.names).cast(spec.schema), (key,), compare)
+        result = lake.merge_rows(spec, rows, (key,), compare)  # merge_rows selects and casts to the schema
         metrics[spec.name] = {k: result.get(k) for k in ("num_target_rows_inserted", "num_target_rows_updated")}
     return metrics
 

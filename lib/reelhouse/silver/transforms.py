@@ -30,19 +30,20 @@ def _ts(moment: dt.datetime):  # noqa: ANN202 - a Spark Column
     return F.lit(moment).cast("timestamp")
 
 
+def _of_interval(start: dt.datetime, end: dt.datetime):  # noqa: ANN202 - a Spark Column
+    return (F.col("event_time") >= _ts(start)) & (F.col("event_time") < _ts(end))
+
+
 def received_in_time(bronze: DataFrame, start: dt.datetime, end: dt.datetime, lateness_s: int) -> DataFrame:
     """Bronze events of ``[start, end)`` that arrived by ``end + lateness``."""
-    deadline = end + dt.timedelta(seconds=lateness_s)
-    return bronze.where(
-        (F.col("event_time") >= _ts(start)) & (F.col("event_time") < _ts(end)) & (F.col("kafka_timestamp") <= _ts(deadline))
-    )
+    deadline = _ts(end + dt.timedelta(seconds=lateness_s))
+    return bronze.where(_of_interval(start, end) & (F.col("kafka_timestamp") <= deadline))
 
 
 def too_late(bronze: DataFrame, start: dt.datetime, end: dt.datetime, lateness_s: int) -> DataFrame:
-    deadline = end + dt.timedelta(seconds=lateness_s)
-    return bronze.where(
-        (F.col("event_time") >= _ts(start)) & (F.col("event_time") < _ts(end)) & (F.col("kafka_timestamp") > _ts(deadline))
-    )
+    """Bronze events of ``[start, end)`` that arrived after ``end + lateness`` (kept out of silver)."""
+    deadline = _ts(end + dt.timedelta(seconds=lateness_s))
+    return bronze.where(_of_interval(start, end) & (F.col("kafka_timestamp") > deadline))
 
 
 def deduplicate(events: DataFrame) -> DataFrame:

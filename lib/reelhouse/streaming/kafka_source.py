@@ -202,8 +202,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             )
         return ends, empty | {(t, str(p)) for t, p in first if (t, p) not in waiting}
 
-    def _latest(self) -> OffsetMap:
-        low, high = self._watermarks()
+    def _latest(self, watermarks: tuple[OffsetMap, OffsetMap] | None = None) -> OffsetMap:
+        low, high = watermarks or self._watermarks()
         ends, self._confirmed_ends = self._probe_tail(low, high)
         return ends
 
@@ -219,10 +219,11 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 )
 
     def initialOffset(self) -> OffsetMap:
-        low, _ = self._watermarks()
+        watermarks = self._watermarks()
+        low = watermarks[0]
         if self.starting == "earliest":
             return low
-        latest = self._latest()
+        latest = self._latest(watermarks)
         if self.starting == "latest":
             return latest
         return resolve_offsets(self.starting, low, latest)
@@ -242,9 +243,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         end = limit_offsets(start, latest, budget)
         log.debug("latestOffset start=%s latest=%s end=%s", start, latest, end)
         return end
-
-    def reportLatestOffset(self) -> OffsetMap | None:
-        return None
 
     def partitions(self, start: OffsetMap, end: OffsetMap) -> list[KafkaRange]:
         start = with_new_partitions(start, end)
