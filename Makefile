@@ -11,8 +11,8 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 
-.PHONY: help prereqs install demo test test-unit test-integration stack-up stack-down stack-status \
-        simulate ingest bench-ingest bench-simulate clean
+.PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
+        simulate ingest maintain bench-ingest bench-simulate clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -34,16 +34,27 @@ $(STAMP): pyproject.toml | prereqs
 
 install: $(STAMP) ## Create .venv and install reelhouse with its dependencies
 
+system-deps: ## Install the Debian packages the integration tests use (redis-server) when missing; needs root/apt-get
+	@if command -v redis-server >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing redis-server (apt-get) for the Redis online-store tests ..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } || \
+	    echo "could not install redis-server: the Redis online-store tests will be skipped"; \
+	else \
+	  echo "redis-server is not installed: the Redis online-store tests will be skipped (install it with 'sudo apt-get install redis-server', or run 'make system-deps' as root)"; \
+	fi
+
 demo: $(STAMP) ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop
 	@$(VENV)/bin/reelhouse demo --config $(CONFIG)
 
-test: $(STAMP) ## Run the whole test suite (unit + integration against real local services)
+test: $(STAMP) system-deps ## Run the whole test suite (unit + integration against real local services)
 	@$(PY) -m pytest tests -q
 
 test-unit: $(STAMP) ## Run only the fast unit tests (no services)
 	@$(PY) -m pytest tests/unit -q
 
-test-integration: $(STAMP) ## Run only the integration tests
+test-integration: $(STAMP) system-deps ## Run only the integration tests
 	@$(PY) -m pytest tests/integration -q
 
 stack-up: $(STAMP) ## Start the local broker and object store (reelhouse stack up)
@@ -60,6 +71,9 @@ simulate: $(STAMP) ## Produce simulated traffic into the events topic (needs the
 
 ingest: $(STAMP) ## Run the ingestion job with spark-submit, draining the topic (available-now)
 	@$(VENV)/bin/spark-submit --master local[2] jobs/ingest_events.py --config $(CONFIG) --trigger available_now
+
+maintain: $(STAMP) ## Compact, vacuum and checkpoint the Delta tables (safe while streams run)
+	@$(PY) jobs/maintain_tables.py --config $(CONFIG)
 
 bench-ingest: $(STAMP) ## Benchmark: produce >= 5M events, ingest them on local[2], compare with a raw read
 	@$(PY) bench/bench_ingest.py --config $(CONFIG)

@@ -39,18 +39,37 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
+def _run_stream(args: argparse.Namespace, name: str, run) -> int:  # noqa: ANN001 - a run_* function
     from reelhouse.session import spark_session
-    from reelhouse.streaming.ingest import run_ingestion
 
     config = load_config(args.config)
-    spark = spark_session(config, "ingest_events")
+    spark = spark_session(config, name)
     try:
-        result = run_ingestion(spark, config, trigger=args.trigger)
-        print(result.to_json())
+        print(run(spark, config, trigger=args.trigger).to_json())
     finally:
         spark.stop()
     return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from reelhouse.streaming.ingest import run_ingestion
+
+    return _run_stream(args, "ingest_events", run_ingestion)
+
+
+def _cmd_stream_features(args: argparse.Namespace) -> int:
+    from reelhouse.speed.job import run_speed_layer
+
+    return _run_stream(args, "stream_features", run_speed_layer)
+
+
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    from reelhouse.lake.maintenance import run_maintenance, table_names
+
+    tables = table_names(args.tables) if args.tables is not None else None
+    report = run_maintenance(load_config(args.config), tables, args.retention_hours)
+    print(report.to_json())
+    return 0 if report.ok else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -80,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(ingest)
     ingest.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
     ingest.set_defaults(func=_cmd_ingest)
+
+    speed = sub.add_parser("stream-features", help="run the speed layer (Kafka -> online features) in this process")
+    _add_config(speed)
+    speed.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
+    speed.set_defaults(func=_cmd_stream_features)
+
+    maintain = sub.add_parser("maintain", help="compact, vacuum and checkpoint the Delta tables (safe while streams run)")
+    _add_config(maintain)
+    maintain.add_argument("--tables", default=None, help="comma-separated tables (default: config)")
+    maintain.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")
+    maintain.set_defaults(func=_cmd_maintain)
 
     demo = sub.add_parser("demo", help="the whole loop on one machine: stack, traffic, ingestion, summary")
     _add_config(demo)

@@ -9,6 +9,7 @@ from reelhouse.config.models import (
     ReelhouseConfig,
     SimulatorConfig,
     SparkConfig,
+    SpeedConfig,
     StackConfig,
     TopicConfig,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ReelhouseConfig",
     "SimulatorConfig",
     "SparkConfig",
+    "SpeedConfig",
     "StackConfig",
     "TopicConfig",
     "load_config",

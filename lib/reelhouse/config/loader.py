@@ -105,6 +105,7 @@ def _resolve_paths(config: ReelhouseConfig, base: Path) -> ReelhouseConfig:
             "stack": config.stack.model_copy(update={"state_dir": Path(_resolve(config.stack.state_dir, base))}),
             "lake": config.lake.model_copy(update={"root": _resolve(config.lake.root, base)}),
             "ingest": config.ingest.model_copy(update={"checkpoint_dir": _resolve(config.ingest.checkpoint_dir, base)}),
+            "speed": config.speed.model_copy(update={"checkpoint_dir": _resolve(config.speed.checkpoint_dir, base)}),
             "simulator": config.simulator.model_copy(
                 update={"catalogue_dir": _resolve(config.simulator.catalogue_dir, base)}
             ),

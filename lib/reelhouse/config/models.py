@@ -108,6 +108,48 @@ class LakeConfig(_Model):
     )
 
 
+class MaintenanceConfig(_Model):
+    """Compaction, VACUUM and checkpoints of the lake's tables (see lib/reelhouse/lake/maintenance.py)."""
+
+    tables: list[str] | None = Field(
+        None, description="Tables to maintain, by name under the lake root (None: every Delta table there)."
+    )
+    target_file_size_mb: int = Field(128, ge=1, description="Size compaction aims for when it rewrites small files.")
+    min_files_to_compact: int = Field(
+        10,
+        ge=2,
+        description="Compact a partition only once it holds this many files below the target size, so a "
+        "partition the stream still fills is not rewritten on every run.",
+    )
+    max_concurrent_tasks: int | None = Field(
+        None, ge=1, description="Files compaction rewrites at once (None: one per CPU); caps its memory and cores."
+    )
+    vacuum_retention_hours: int = Field(
+        168,
+        ge=0,
+        description="VACUUM deletes files removed from a table longer ago than this; time travel and readers of "
+        "older snapshots need their files, so keep it above the longest job and the time travel you need.",
+    )
+    enforce_retention: bool = Field(
+        True,
+        description="Refuse a retention shorter than the table's delta.deletedFileRetentionDuration (7 days "
+        "unless set); false lets tests and emergencies vacuum sooner.",
+    )
+    checkpoint: bool = Field(
+        True, description="Write a checkpoint of each table's log, then delete log files past the log retention."
+    )
+    conflict_retries: int = Field(
+        3, ge=0, description="Retries of a step whose commit conflicted with a concurrent writer, per table."
+    )
+    retry_backoff_s: float = Field(1.0, ge=0, description="Wait before the first retry; doubles with each retry.")
+    compaction_lease_minutes: float = Field(
+        120.0,
+        gt=0,
+        description="How long a run's claim on a table's compaction holds if the run dies without releasing it; "
+        "must exceed the longest compaction.",
+    )
+
+
 class IngestConfig(_Model):
     query_name: str = Field("ingest_events", description="Stream name; also the Delta app-transaction id.")
     checkpoint_dir: str = Field(".reelhouse/checkpoints/ingest_events", description="Spark checkpoint location.")
@@ -131,6 +173,34 @@ class IngestConfig(_Model):
     max_event_age_days: int = Field(
         365, ge=1, description="Events older than this relative to their Kafka timestamp are rejected."
     )
+
+
+class SpeedConfig(_Model):
+    """The speed layer: Kafka -> hourly feature tiles (Spark state) -> online store + real-time Delta."""
+
+    query_name: str = Field("stream_features", description="Stream name; also the Delta app-transaction id.")
+    checkpoint_dir: str = Field(".reelhouse/checkpoints/stream_features", description="Spark checkpoint location.")
+    trigger: Literal["available_now", "processing_time"] = Field(
+        "processing_time", description="`available_now` drains the topic and stops; `processing_time` runs forever."
+    )
+    processing_time: str = Field(
+        "0 seconds", description="Micro-batch interval; `0 seconds` starts the next batch as soon as one ends."
+    )
+    starting_offsets: str = Field("earliest", description="Where a new checkpoint starts reading the topic.")
+    max_offsets_per_trigger: int | None = Field(
+        500_000, ge=1, description="Upper bound on records per micro-batch, so a backlog drains in steady steps."
+    )
+    min_partitions: int = Field(2, ge=1, description="Spark tasks per micro-batch at least.")
+    watermark_s: int = Field(
+        600,
+        ge=0,
+        description="Events whose time is older than the latest event time seen minus this are dropped by the "
+        "speed layer (the batch layer still counts them); also how long duplicates are remembered.",
+    )
+    dimensions_refresh_s: float = Field(
+        30.0, gt=0, description="How often executors check dim_videos for a new version (topics, upload times)."
+    )
+    write_delta: bool = Field(True, description="Append every micro-batch's feature rows to the real-time Delta tables.")
 
 
 class SimulatorConfig(_Model):
@@ -175,8 +245,21 @@ class SilverConfig(_Model):
 class OnlineStoreConfig(_Model):
     """Where the feed reads the latest feature values from."""
 
-    type: Literal["sqlite"] = Field("sqlite", description="`sqlite`: embedded, WAL mode, no server.")
-    path: Path = Field(Path(".reelhouse/online/features.db"), description="SQLite database file.")
+    type: Literal["sqlite", "redis"] = Field(
+        "sqlite",
+        description="`sqlite`: embedded, WAL mode, no server (one machine); "
+        "`redis`: a Redis server shared by every writer and feed replica.",
+    )
+    path: Path = Field(Path(".reelhouse/online/features.db"), description="SQLite database file (`sqlite` only).")
+    redis_url: str = Field(
+        "redis://127.0.0.1:16379/0",
+        description="redis:// or rediss:// (TLS) URL of the server and database (`redis` only); "
+        "put a password in it through REELHOUSE__ONLINE_STORE__REDIS_URL, never in a committed file.",
+    )
+    key_prefix: str = Field(
+        "reelhouse:",
+        description="Prefix of every Redis key (`redis` only), so environments can share one server.",
+    )
     ttl_s: float | None = Field(
         8 * 86_400.0, gt=0, description="Seconds a row stays readable after its feature time (None: forever)."
     )
@@ -189,7 +272,9 @@ class ReelhouseConfig(_Model):
     stack: StackConfig = Field(default_factory=StackConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     online_store: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
     silver: SilverConfig = Field(default_factory=SilverConfig)

@@ -1,5 +1,23 @@
 """Feature definitions, declared once and read by the batch (gold) and streaming (speed) layers."""
 
-from reelhouse.features.registry import ENTITY_KEYS, FEATURES, MEASURES, WINDOWS, FeatureSpec, Measure, features_for
+from reelhouse.features.registry import (
+    AGES,
+    DECAYED,
+    ENTITY_KEYS,
+    FEATURES,
+    MEASURES,
+    SHARES,
+    TILE_S,
+    WINDOWS,
+    FeatureSpec,
+    Measure,
+    derived_for,
+    feature_names,
+    features_for,
+    tile_measures,
+)
 
-__all__ = ["ENTITY_KEYS", "FEATURES", "MEASURES", "WINDOWS", "FeatureSpec", "Measure", "features_for"]
+__all__ = [
+    "AGES", "DECAYED", "ENTITY_KEYS", "FEATURES", "MEASURES", "SHARES", "TILE_S", "WINDOWS",
+    "FeatureSpec", "Measure", "derived_for", "feature_names", "features_for", "tile_measures",
+]

@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import ReelhouseError
-from reelhouse.features.batch import window_features
-from reelhouse.features.registry import ENTITY_KEYS, MEASURES, WINDOWS, features_for
+from reelhouse.features.batch import feature_event_time, window_features, with_shares
+from reelhouse.features.registry import AGES, DECAYED, ENTITY_KEYS, MEASURES, SHARES, WINDOWS, features_for
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.silver.tables import SILVER_EVENTS
 
@@ -36,11 +36,27 @@ def feature_table(entity: str) -> TableSpec:
     for spec in features_for(entity):
         is_count = spec.denominator is None and MEASURES[spec.numerator].value == "1"
         fields.append(pa.field(spec.name, pa.int64() if is_count else pa.float64()))
+    fields += [pa.field(d.name, pa.float64()) for d in DECAYED if d.entity == entity]
+    fields += [pa.field(a.name, pa.int64()) for a in AGES if a.entity == entity]
+    fields += [pa.field(s.name, pa.float64()) for s in SHARES if s.entity == entity]
     fields += [
         pa.field("feature_time", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("feature_hour", pa.string(), nullable=False),
     ]
     return TableSpec(f"{entity}_features", pa.schema(fields), ("feature_hour",), f"{entity} features by feature_time")
+
+
+def realtime_feature_table(entity: str) -> TableSpec:
+    """The speed layer's rows: the gold columns plus when and in which micro-batch they were computed.
+
+    A key has one row per micro-batch that changed it; the latest ``computed_at`` of a
+    ``feature_time`` is the speed layer's final value for it.
+    """
+    gold = feature_table(entity)
+    schema = gold.schema.append(pa.field("computed_at", pa.timestamp("us", tz="UTC"), nullable=False)).append(
+        pa.field("batch_id", pa.int64(), nullable=False)
+    )
+    return TableSpec(f"{entity}_features_rt", schema, ("feature_hour",), f"{entity} features from the speed layer")
 
 
 @dataclass
@@ -60,16 +76,28 @@ def build_features(spark: SparkSession, config: ReelhouseConfig, as_of: dt.datet
     lake = Lake(config.lake, native=config.spark.delta_format == "native")
     silver_version = lake.version(SILVER_EVENTS.name)
     longest = dt.timedelta(seconds=max(WINDOWS.values()))
-    events = lake.read(spark, SILVER_EVENTS.name, version=silver_version).where(
-        (F.col("event_time") > F.lit(as_of - longest).cast("timestamp")) & (F.col("event_time") <= F.lit(as_of).cast("timestamp"))
-    ).cache()
+    # Events are read by their own time (silver's partitions), widened by the clock skew the
+    # contract accepts, then placed at their feature time (never after they were received).
+    skew = dt.timedelta(seconds=config.ingest.max_clock_skew_s)
+    events = (
+        lake.read(spark, SILVER_EVENTS.name, version=silver_version)
+        .where(
+            (F.col("event_time") >= F.lit(as_of - longest).cast("timestamp"))
+            & (F.col("event_time") < F.lit(as_of + skew).cast("timestamp"))
+        )
+        .withColumn("event_time", feature_event_time())
+        .cache()
+    )
     hour = as_of.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
     result = GoldResult(feature_time=as_of.isoformat(), silver_version=silver_version)
     try:
+        frames = {}
         for entity in ENTITY_KEYS:
             source = events.where(F.col("topic").isNotNull()) if "topic" in ENTITY_KEYS[entity] else events
+            frames[entity] = window_features(source, entity, as_of)
+        for entity, frame in frames.items():
             table = feature_table(entity)
-            frame = window_features(source, entity, as_of).withColumn("feature_hour", F.lit(hour))
+            frame = with_shares(frame, entity, frames).withColumn("feature_hour", F.lit(hour))
             commit = lake.replace_partitions(frame, table, "feature_hour", [hour])
             result.rows[table.name] = commit.rows
     finally:

@@ -46,7 +46,28 @@ def open_online_store(config: OnlineStoreConfig) -> OnlineStore:
         from reelhouse.online.sqlite import SqliteOnlineStore
 
         return SqliteOnlineStore(config.path, default_ttl_s=config.ttl_s)
+    if config.type == "redis":
+        from reelhouse.online.redis import RedisOnlineStore
+
+        return RedisOnlineStore(config.redis_url, key_prefix=config.key_prefix, default_ttl_s=config.ttl_s)
     raise AssertionError(f"unhandled online store type {config.type!r}")  # config validation prevents it
+
+
+_SEQ_BITS = 43
+BATCH_SEQ = (1 << _SEQ_BITS) - 1
+
+
+def feature_version(feature_time: dt.datetime, seq: int | None = None) -> int:
+    """The version of a feature row: its feature time (in hours) first, then ``seq``.
+
+    A row with a later feature time always wins. For the same feature time, the speed layer
+    passes a ``seq`` that grows with every event its tiles absorbed, and the batch layer passes
+    nothing, which ranks above any speed value: once the batch layer has computed an hour, its
+    value (complete, deduplicated across runs) stands.
+    """
+    hours = to_epoch_ms(feature_time) // 3_600_000
+    rank = BATCH_SEQ if seq is None else min(max(seq, 0), BATCH_SEQ - 1)
+    return (hours << _SEQ_BITS) | rank
 
 
 def to_epoch_ms(moment: dt.datetime) -> int:

@@ -138,11 +138,11 @@ class LocalStack:
         log.info("broker restarted at %s", spec.address)
 
     def _forget_stream_progress(self) -> None:
-        """The ingestion checkpoint counts offsets of the log just removed; it would skip the new one."""
-        checkpoint = self._config.ingest.checkpoint_dir
-        if "://" not in checkpoint and Path(checkpoint).exists():
-            log.info("removing the ingestion checkpoint %s: it refers to the removed broker log", checkpoint)
-            shutil.rmtree(checkpoint)
+        """The streams' checkpoints count offsets of the log just removed; they would skip the new one."""
+        for checkpoint in (self._config.ingest.checkpoint_dir, self._config.speed.checkpoint_dir):
+            if "://" not in checkpoint and Path(checkpoint).exists():
+                log.info("removing the stream checkpoint %s: it refers to the removed broker log", checkpoint)
+                shutil.rmtree(checkpoint)
 
     def broker_running(self) -> bool:
         return self._stack.enabled and self._running(BROKER)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from reelhouse.config import ReelhouseConfig
+from reelhouse.config import IngestConfig, ReelhouseConfig, SpeedConfig
 from reelhouse.events.contract import ValidationLimits
 from reelhouse.events.records import split_records
 from reelhouse.lake import AppTransaction, FileAction, Lake
@@ -52,16 +52,20 @@ class IngestionResult:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def kafka_options(config: ReelhouseConfig) -> dict[str, str]:
-    """Source options for the events topic, from config (client settings pass through as kafka.*)."""
+def kafka_options(config: ReelhouseConfig, stream: IngestConfig | SpeedConfig | None = None) -> dict[str, str]:
+    """Source options for the events topic, from config (client settings pass through as kafka.*).
+
+    ``stream`` is the section of the query reading it (default: ingestion).
+    """
+    stream = stream or config.ingest
     options = {
         "kafka.bootstrap.servers": config.kafka.bootstrap_servers,
         "subscribe": config.kafka.events_topic.name,
-        "startingOffsets": config.ingest.starting_offsets,
-        "minPartitions": str(config.ingest.min_partitions),
+        "startingOffsets": stream.starting_offsets,
+        "minPartitions": str(stream.min_partitions),
     }
-    if config.ingest.max_offsets_per_trigger is not None:
-        options["maxOffsetsPerTrigger"] = str(config.ingest.max_offsets_per_trigger)
+    if stream.max_offsets_per_trigger is not None:
+        options["maxOffsetsPerTrigger"] = str(stream.max_offsets_per_trigger)
     options.update({f"kafka.{k}": v for k, v in config.kafka.client.items()})
     return options
 

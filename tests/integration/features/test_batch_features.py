@@ -6,14 +6,15 @@ import datetime as dt
 
 import pytest
 
-from reelhouse.features import FEATURES, features_for
+from reelhouse.features import FEATURES, feature_names
+from reelhouse.features.batch import with_shares
 from reelhouse.features.batch import window_features
 
 pytestmark = pytest.mark.integration
 
 AS_OF = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 SCHEMA = "user_id string, video_id string, topic string, event_type string, event_time timestamp, " \
-         "watch_ms long, video_duration_ms long"
+         "watch_ms long, video_duration_ms long, upload_time timestamp"
 
 
 def ago(**delta) -> dt.datetime:
@@ -21,15 +22,17 @@ def ago(**delta) -> dt.datetime:
 
 
 def events(spark, rows):
-    return spark.createDataFrame(rows, SCHEMA)
+    return spark.createDataFrame([(*row, *([None] * (8 - len(row)))) for row in rows], SCHEMA)
 
 
 def test_video_features_count_each_window_and_stop_at_as_of(spark):
     rows = [
-        # v1: three impressions, 30 min / 2 h / 2 days before; one exactly at as_of (included).
+        # v1: impressions exactly 1 h / 30 min / 2 h / 2 days before (windows are [t - w, t)).
         ("u1", "v1", "t1", "impression", ago(minutes=30), None, None),
+        ("u7", "v1", "t1", "impression", ago(hours=1), None, None),
         ("u2", "v1", "t1", "impression", ago(hours=2), None, None),
         ("u3", "v1", "t1", "impression", ago(days=2), None, None),
+        # Exactly at as_of: belongs to the next feature time, not this one.
         ("u4", "v1", "t1", "impression", AS_OF, None, None),
         # Two plays in the last hour: one complete (10/10 s), one at 25%.
         ("u1", "v1", "t1", "play", ago(minutes=20), 10_000, 10_000),
@@ -46,12 +49,13 @@ def test_video_features_count_each_window_and_stop_at_as_of(spark):
     assert len(got) == 1
     v1 = got[0].asDict()
     assert (v1["video_impressions_1h"], v1["video_impressions_1d"], v1["video_impressions_7d"]) == (2, 3, 4)
+    assert v1["video_age_s"] is None  # not in dim_videos
     assert v1["video_plays_1h"] == 2
     assert v1["video_completion_rate_1h"] == pytest.approx(0.5)  # one of two plays complete
     assert v1["video_mean_watch_ratio_1h"] == pytest.approx((1.0 + 0.25) / 2)
     assert v1["video_like_rate_1h"] == pytest.approx(1 / 2)  # one like over two impressions
     assert v1["feature_time"].replace(tzinfo=dt.UTC) == AS_OF
-    assert set(v1) == {"video_id", "feature_time", *(f.name for f in features_for("video"))}
+    assert set(v1) == {"video_id", "feature_time", *feature_names("video")}
 
 
 def test_a_rate_without_a_denominator_is_null_not_zero(spark):
@@ -72,6 +76,32 @@ def test_user_topic_engagement_weights_plays_likes_and_shares(spark):
     assert got[("u1", "sports")]["user_topic_engagement_7d"] == pytest.approx(2.5)
     assert got[("u1", "sports")]["user_topic_engagement_28d"] == pytest.approx(3.5)
     assert got[("u1", "music")]["user_topic_engagement_7d"] == pytest.approx(1.0)
+
+
+def test_trending_halves_every_half_life_by_hourly_tile_and_age_counts_from_upload(spark):
+    uploaded = ago(days=3)
+    rows = [
+        ("u1", "v1", "t1", "share", ago(minutes=10), None, None, uploaded),  # tile ends at as_of: weight 1
+        ("u2", "v1", "t1", "like", ago(hours=6, minutes=30), None, None, uploaded),  # tile ended 6 h ago: 1/2
+        ("u3", "v1", "t1", "like", ago(days=8), None, None, uploaded),  # outside 7 d
+    ]
+    v1 = window_features(events(spark, rows), "video", AS_OF).collect()[0]
+    assert v1["video_trending_score"] == pytest.approx(2.0 + 0.5)
+    assert v1["video_age_s"] == 3 * 86_400
+
+
+def test_topic_affinity_is_the_topics_share_of_the_users_engagement(spark):
+    rows = [
+        ("u1", "v1", "sports", "share", ago(days=1), None, None),  # 2
+        ("u1", "v2", "music", "like", ago(days=2), None, None),  # 1
+        ("u2", "v2", "music", "impression", ago(days=2), None, None),  # no engagement at all
+    ]
+    frame = events(spark, rows)
+    per_entity = {e: window_features(frame, e, AS_OF) for e in ("user", "user_topic")}
+    got = {(r["user_id"], r["topic"]): r for r in with_shares(per_entity["user_topic"], "user_topic", per_entity).collect()}
+    assert got[("u1", "sports")]["user_topic_affinity_7d"] == pytest.approx(2 / 3)
+    assert got[("u1", "music")]["user_topic_affinity_28d"] == pytest.approx(1 / 3)
+    assert got[("u2", "music")]["user_topic_affinity_7d"] is None
 
 
 def test_every_declared_feature_is_computed(spark):

@@ -1,4 +1,8 @@
-"""The embedded online store on a real SQLite file (no server involved)."""
+"""The embedded online store on a real SQLite file (no server involved).
+
+The store contract is in tests/online_behaviour.py, shared with the Redis store; this module
+runs it on SQLite and adds what only SQLite has (an explicit purge, two connections on one file).
+"""
 
 from __future__ import annotations
 
@@ -8,84 +12,37 @@ import threading
 import pytest
 
 from reelhouse.config import OnlineStoreConfig
-from reelhouse.online import FeatureRow, SqliteOnlineStore, open_online_store
-
-T0 = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
-
-
-def row(key: str, version: int, plays: int, at: dt.datetime = T0) -> FeatureRow:
-    return FeatureRow(entity_key=key, values={"plays_1h": plays, "completion_rate_1h": 0.5}, feature_time=at, version=version)
+from reelhouse.online import SqliteOnlineStore, open_online_store
+from tests.online_behaviour import DEFAULT_TTL_S, OnlineStoreBehaviour, now_s, row
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = SqliteOnlineStore(tmp_path / "online.db", default_ttl_s=3600)
+    s = SqliteOnlineStore(tmp_path / "online.db", default_ttl_s=DEFAULT_TTL_S)
     yield s
     s.close()
 
 
-def test_a_batched_read_returns_every_key_and_none_for_missing(store):
-    store.write("video_features", [row("v1", 1, 10), row("v2", 1, 20)])
-
-    got = store.read("video_features", ["v1", "v2", "v404"], now=T0)
-
-    assert got["v1"].values == {"plays_1h": 10, "completion_rate_1h": 0.5}
-    assert got["v2"].values["plays_1h"] == 20
-    assert got["v404"] is None
-    assert got["v1"].feature_time == T0 and got["v1"].version == 1
+class TestSqliteOnlineStore(OnlineStoreBehaviour):
+    pass
 
 
-def test_an_older_version_never_replaces_a_newer_one(store):
-    # A replayed backfill (version 3) arriving after the stream's fresher value (version 5).
-    assert store.write("video_features", [row("v1", 5, 50)]) == 1
-    assert store.write("video_features", [row("v1", 3, 30)]) == 0
-    assert store.write("video_features", [row("v1", 5, 99)]) == 0  # same version: first write wins
+def test_expired_rows_stay_until_purged(store):
+    t0 = now_s()
+    store.write("video_features", [row("v1", 1, 10, t0)])  # default TTL: one hour after t0
+    store.write("video_features", [row("v2", 1, 20, t0)], ttl_s=60)
 
-    assert store.read("video_features", ["v1"], now=T0)["v1"].values["plays_1h"] == 50
-    assert store.write("video_features", [row("v1", 6, 60)]) == 1
-    assert store.read("video_features", ["v1"], now=T0)["v1"].values["plays_1h"] == 60
-
-
-def test_rows_expire_after_their_ttl_and_can_be_purged(store):
-    store.write("video_features", [row("v1", 1, 10)])  # default TTL: one hour after T0
-    store.write("video_features", [row("v2", 1, 20)], ttl_s=60)
-
-    later = T0 + dt.timedelta(minutes=30)
-    got = store.read("video_features", ["v1", "v2"], now=later)
-    assert got["v1"] is not None and got["v2"] is None  # v2 lived one minute
+    later = t0 + dt.timedelta(minutes=30)
     assert store.purge_expired(now=later) == 1
-    assert store.read("video_features", ["v1"], now=T0 + dt.timedelta(hours=2))["v1"] is None
-
-
-def test_views_are_separate_namespaces(store):
-    store.write("video_features", [row("x", 1, 1)])
-    store.write("user_features", [row("x", 1, 2)])
-    assert store.read("video_features", ["x"], now=T0)["x"].values["plays_1h"] == 1
-    assert store.read("user_features", ["x"], now=T0)["x"].values["plays_1h"] == 2
-
-
-def test_reads_of_more_keys_than_one_statement_takes(store):
-    store.write("video_features", [row(f"v{i}", 1, i) for i in range(1_234)])
-    keys = [f"v{i}" for i in range(1_300)]
-    got = store.read("video_features", keys, now=T0)
-    assert sum(r is not None for r in got.values()) == 1_234
-    assert got["v1233"].values["plays_1h"] == 1233 and got["v1299"] is None
-
-
-def test_keys_are_data_not_sql(store):
-    nasty = "v1') OR 1=1; DROP TABLE online_features; --"
-    store.write("video_features", [row(nasty, 1, 7), row("v2", 1, 8)])
-    assert store.read("video_features", [nasty], now=T0)[nasty].values["plays_1h"] == 7
-    assert store.read("video_features", ["v2"], now=T0)["v2"] is not None
-
-
-def test_naive_times_are_rejected(store):
-    with pytest.raises(ValueError, match="naive"):
-        store.write("video_features", [row("v1", 1, 1, at=dt.datetime(2026, 11, 21))])
+    assert store.purge_expired(now=later) == 0
+    assert store.read("video_features", ["v1"], now=later)["v1"] is not None
+    # A purged key takes any version again: the version check only sees stored rows.
+    assert store.write("video_features", [row("v2", 1, 21, later)]) == 1
 
 
 def test_a_reader_and_a_writer_share_the_file(tmp_path):
     # WAL mode: the feed service reads while a materialisation job writes, from another connection.
+    t0 = now_s()
     writer = SqliteOnlineStore(tmp_path / "online.db")
     reader = SqliteOnlineStore(tmp_path / "online.db")
     errors = []
@@ -93,7 +50,7 @@ def test_a_reader_and_a_writer_share_the_file(tmp_path):
     def write_many():
         try:
             for version in range(1, 200):
-                writer.write("video_features", [row("v1", version, version)])
+                writer.write("video_features", [row("v1", version, version, t0)])
         except Exception as e:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(e)
 
@@ -101,13 +58,13 @@ def test_a_reader_and_a_writer_share_the_file(tmp_path):
     thread.start()
     seen = []
     while thread.is_alive():
-        got = reader.read("video_features", ["v1"], now=T0)["v1"]
+        got = reader.read("video_features", ["v1"], now=t0)["v1"]
         if got is not None:
             seen.append(got.version)
     thread.join()
     assert not errors
     assert seen == sorted(seen), "a reader saw versions go backwards"
-    assert reader.read("video_features", ["v1"], now=T0)["v1"].version == 199
+    assert reader.read("video_features", ["v1"], now=t0)["v1"].version == 199
     writer.close()
     reader.close()
 
@@ -118,3 +75,13 @@ def test_the_factory_opens_the_configured_store(tmp_path):
         assert isinstance(store, SqliteOnlineStore) and store.default_ttl_s == 10
     finally:
         store.close()
+
+
+def test_the_config_knows_only_the_stores_there_are():
+    assert OnlineStoreConfig().type == "sqlite"
+    redis = OnlineStoreConfig(type="redis", redis_url="rediss://cache:6380/2", key_prefix="rh:")
+    assert (redis.redis_url, redis.key_prefix) == ("rediss://cache:6380/2", "rh:")
+    with pytest.raises(ValueError, match="type"):
+        OnlineStoreConfig(type="memcached")
+    with pytest.raises(ValueError, match="redis_host"):
+        OnlineStoreConfig(type="redis", redis_host="cache")

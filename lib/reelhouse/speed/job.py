@@ -1,0 +1,206 @@
+"""The speed-layer stream: Kafka -> hourly feature tiles -> online store and real-time Delta.
+
+Per micro-batch:
+
+1. executors validate the records against the contract (invalid ones are the ingestion job's to
+   quarantine; here they are skipped), place each event at its feature time
+   ``LEAST(event_time, Kafka timestamp)`` and attach the video's topic and upload time;
+2. Spark drops duplicates of an ``event_id`` seen within the watermark and events older than
+   the watermark (``speed.watermark_s`` behind the latest event time), then sums every measure
+   into one tile per entity and UTC hour. Open tiles are Spark state, checkpointed with the
+   query's offsets; the output is the tiles this batch changed, with their new absolute sums;
+3. the driver merges the changed tiles into the entities' tile rows in the online store,
+   recomputes their features as of the end of their latest tile (the same function of tiles
+   the tests hold equal to the batch layer) and writes them to the online feature views;
+4. the same feature rows are appended to ``<entity>_features_rt`` in Delta, committed with
+   the app transaction ``(<query name>:<query id>, batch id)``, so a replayed batch adds nothing.
+
+The values therefore equal the batch layer's for the same events: exactly for events inside
+the watermark, and the batch layer alone counts the later ones (see docs/features.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import functions as F
+
+from reelhouse.config import ReelhouseConfig
+from reelhouse.events.contract import ValidationLimits
+from reelhouse.events.records import split_records
+from reelhouse.features.gold import realtime_feature_table
+from reelhouse.features.registry import KEY_SEPARATOR, MEASURES, TILE_S
+from reelhouse.lake import AppTransaction, Lake
+from reelhouse.online.store import open_online_store
+from reelhouse.speed.dimensions import shared_video_attributes
+from reelhouse.speed.online import ENTITIES, OnlineTiles
+from reelhouse.streaming.ingest import checkpoint_query_id, kafka_options, validation_limits
+from reelhouse.streaming.kafka_source import read_kafka_stream
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+MEASURE_NAMES = tuple(sorted(MEASURES))
+_EVENT_DDL = (
+    "event_id string, event_type string, user_id string, video_id string, watch_ms long, "
+    "video_duration_ms long, event_time timestamp, topic string, upload_time timestamp"
+)
+
+
+class FeatureEvents:
+    """Executor side: raw Kafka records -> valid events at their feature time, with video attributes."""
+
+    def __init__(self, config: ReelhouseConfig) -> None:
+        self.limits: ValidationLimits = validation_limits(config)
+        self.lake_config = config.lake
+        self.refresh_s = config.speed.dimensions_refresh_s
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        videos = shared_video_attributes(self.lake_config, self.refresh_s)
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            events, _ = split_records(pa.Table.from_batches([batch]), self.limits)
+            if not events.num_rows:
+                continue
+            stamps = [events.column(c).cast(pa.int64()) for c in ("event_time", "kafka_timestamp")]
+            at = pc.min_element_wise(*stamps).cast(events.schema.field("event_time").type)
+            table = events.select(["event_id", "event_type", "user_id", "video_id", "watch_ms", "video_duration_ms"])
+            yield from videos.attach(table.append_column("event_time", at)).to_batches()
+
+
+def tile_stream(records: DataFrame, config: ReelhouseConfig) -> DataFrame:
+    """Changed hourly tiles per entity: ``entity, key, window, <measure sums>, upload_time``."""
+    events = records.mapInArrow(FeatureEvents(config), _EVENT_DDL)
+    measures = [
+        F.when(F.col("event_type").isin(list(m.event_types)), F.expr(m.value)).otherwise(F.lit(0)).cast("double").alias(name)
+        for name, m in sorted(MEASURES.items())
+    ]
+    unique = (
+        events.withWatermark("event_time", f"{config.speed.watermark_s} seconds")
+        .dropDuplicatesWithinWatermark(["event_id"])
+    )
+    user_topic = F.when(F.col("topic").isNotNull(), F.concat_ws(KEY_SEPARATOR, "user_id", "topic"))
+    keyed = unique.select(
+        "event_time",
+        "upload_time",
+        *measures,
+        F.explode(
+            F.array(
+                F.struct(F.lit("video").alias("entity"), F.col("video_id").alias("key")),
+                F.struct(F.lit("user").alias("entity"), F.col("user_id").alias("key")),
+                F.struct(F.lit("user_topic").alias("entity"), user_topic.alias("key")),
+            )
+        ).alias("e"),
+    ).where(F.col("e.key").isNotNull())
+    return keyed.groupBy(
+        F.col("e.entity").alias("entity"), F.col("e.key").alias("key"), F.window("event_time", f"{TILE_S} seconds")
+    ).agg(*[F.sum(name).alias(name) for name in MEASURE_NAMES], F.max("upload_time").alias("upload_time"))
+
+
+@dataclass
+class SpeedResult:
+    query_id: str = ""
+    batches: int = 0
+    tiles: int = 0
+    feature_rows: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class SpeedLayerJob:
+    def __init__(self, spark: SparkSession, config: ReelhouseConfig) -> None:
+        self.spark = spark
+        self.config = config
+        self.lake = Lake(config.lake, native=config.spark.delta_format == "native")
+        self.store = open_online_store(config.online_store)
+        self.tiles = OnlineTiles(self.store)
+        self.result = SpeedResult()
+        self._app_id: str | None = None
+
+    @property
+    def app_id(self) -> str:
+        if self._app_id is None:
+            self.result.query_id = checkpoint_query_id(self.config.speed.checkpoint_dir)
+            self._app_id = f"{self.config.speed.query_name}:{self.result.query_id}"
+        return self._app_id
+
+    def process_batch(self, tiles: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        changed = tiles.select(
+            "entity", "key", F.unix_timestamp("window.start").alias("tile_start"), *MEASURE_NAMES,
+            F.unix_timestamp("upload_time").alias("upload_time"),
+        ).toArrow()
+        if not changed.num_rows:
+            return
+        rows = self.tiles.apply(changed)
+        if self.config.speed.write_delta:
+            self._append(rows, batch_id)
+        self.result.batches += 1
+        self.result.tiles += changed.num_rows
+        for entity, entity_rows in rows.items():
+            self.result.feature_rows[entity] = self.result.feature_rows.get(entity, 0) + len(entity_rows)
+        log.info("speed batch %d: %d tiles, %s feature rows in %.2fs", batch_id, changed.num_rows,
+                 {e: len(r) for e, r in rows.items()}, time.monotonic() - started)
+
+    def _append(self, rows: dict[str, list[dict[str, Any]]], batch_id: int) -> None:
+        txn = AppTransaction(self.app_id, batch_id)
+        computed_at = dt.datetime.now(dt.UTC)
+        for entity in ENTITIES:
+            spec = realtime_feature_table(entity)
+            entity_rows = rows.get(entity, [])
+            for row in entity_rows:
+                row["feature_hour"] = row["feature_time"].strftime("%Y-%m-%dT%H")
+                row["computed_at"] = computed_at
+                row["batch_id"] = batch_id
+            table = pa.Table.from_pylist(entity_rows, schema=spec.schema)
+            self.lake.commit(spec, self.lake.file_writer(spec).write(table), txn=txn)
+
+    def start(self, trigger: str | None = None) -> Any:
+        speed = self.config.speed
+        options = kafka_options(self.config, speed)
+        records = read_kafka_stream(self.spark, options, native=self.config.spark.kafka_format == "native")
+        writer = (
+            tile_stream(records, self.config)
+            .writeStream.queryName(speed.query_name)
+            .outputMode("update")
+            .option("checkpointLocation", speed.checkpoint_dir)
+            .foreachBatch(self.process_batch)
+        )
+        if (trigger or speed.trigger) == "available_now":
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=speed.processing_time)
+        return writer.start()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run_speed_layer(spark: SparkSession, config: ReelhouseConfig, trigger: str | None = None) -> SpeedResult:
+    """Run the speed layer; returns when an available-now run has drained the topic."""
+    job = SpeedLayerJob(spark, config)
+    started = time.monotonic()
+    query = job.start(trigger)
+    log.info("speed layer %s started (trigger=%s)", config.speed.query_name, trigger or config.speed.trigger)
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        log.info("stopping the speed layer")
+        query.stop()
+    finally:
+        job.close()
+    job.result.elapsed_s = round(time.monotonic() - started, 3)
+    return job.result

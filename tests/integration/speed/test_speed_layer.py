@@ -1,0 +1,151 @@
+"""The speed layer's values equal the batch layer's over the same events (the lambda promise)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections import defaultdict
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import functions as F
+
+from reelhouse.events.contract import make_event
+from reelhouse.features.batch import window_features, with_shares
+from reelhouse.features.gold import realtime_feature_table
+from reelhouse.features.registry import ENTITY_KEYS, KEY_SEPARATOR, feature_names
+from reelhouse.lake import Lake
+from reelhouse.online import open_online_store
+from reelhouse.speed.job import run_speed_layer
+from reelhouse.speed.online import features_view
+from tests.integration.speed.conftest import fresh_speed_config, write_videos
+from tests.integration.streaming.conftest import DEVICE, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+TOPICS = ("dance", "food", "tech")
+EVENT_SCHEMA = (
+    "event_id string, user_id string, video_id string, topic string, event_type string, event_time timestamp, "
+    "watch_ms long, video_duration_ms long, upload_time timestamp"
+)
+
+
+def floor_hour(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def generate(rng: random.Random, now: dt.datetime, count: int) -> tuple[list[dict], dict]:
+    """Events over the last hours (some days old, some stamped ahead of the broker), with resends."""
+    videos = {f"v{i}": (rng.choice(TOPICS), now - dt.timedelta(days=rng.randint(1, 40))) for i in range(6)}
+    events = []
+    for i in range(count):
+        roll = rng.random()
+        if roll < 0.1:
+            at = now - dt.timedelta(days=rng.uniform(1, 20))  # counts in the long windows only
+        elif roll < 0.15:
+            at = now + dt.timedelta(minutes=rng.uniform(5, 120))  # a device clock running ahead
+        else:
+            at = now - dt.timedelta(minutes=rng.uniform(0, 300))
+        kind = rng.choice(("impression", "impression", "play", "play", "like", "share", "comment", "skip", "follow"))
+        extra = {"watch_ms": rng.randint(0, 40_000), "video_duration_ms": rng.randint(5_000, 30_000)} if kind == "play" else {}
+        events.append(
+            make_event(
+                event_id=f"e{i:05d}", event_type=kind, user_id=f"u{rng.randint(0, 5)}",
+                video_id=f"v{rng.randint(0, 7)}",  # v6 and v7 are not in dim_videos
+                event_time_ms=int(at.timestamp() * 1000), session_id="s1", device=DEVICE, **extra,
+            )
+        )
+    resent = [e for e in rng.sample(events, count // 10) if e["event_time"] <= now.timestamp() * 1000]
+    return events + resent, videos
+
+
+def batch_frame(spark, messages, videos):
+    """The events as the batch layer sees them: once each, at LEAST(event_time, received)."""
+    seen = {}
+    for m in sorted(messages, key=lambda m: m.timestamp()[1]):
+        event = orjson.loads(m.value())
+        if event["event_id"] in seen:
+            continue
+        at = min(event["event_time"], m.timestamp()[1])
+        topic, uploaded = videos.get(event["video_id"], (None, None))
+        seen[event["event_id"]] = (
+            event["event_id"], event["user_id"], event["video_id"], topic, event["event_type"],
+            dt.datetime.fromtimestamp(at / 1000, dt.UTC), event.get("watch_ms"), event.get("video_duration_ms"), uploaded,
+        )
+    return spark.createDataFrame(list(seen.values()), EVENT_SCHEMA)
+
+
+def batch_values(frame, feature_time: dt.datetime) -> dict[str, dict[str, dict]]:
+    per_entity = {}
+    for entity in ENTITY_KEYS:
+        source = frame.where(F.col("topic").isNotNull()) if entity == "user_topic" else frame
+        per_entity[entity] = window_features(source, entity, feature_time)
+    values = {}
+    for entity, features in per_entity.items():
+        rows = with_shares(features, entity, per_entity).collect()
+        values[entity] = {KEY_SEPARATOR.join(r[k] for k in ENTITY_KEYS[entity]): r.asDict() for r in rows}
+    return values
+
+
+def assert_same(entity: str, key: str, got: dict, expected: dict) -> None:
+    for name in feature_names(entity):
+        want = expected[name]
+        assert got[name] == (None if want is None else pytest.approx(want, rel=1e-9, abs=1e-9)), (entity, key, name)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31))
+def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_path_factory, seed):
+    rng = random.Random(seed)
+    root = tmp_path_factory.mktemp("speed")
+    from reelhouse.config import TopicConfig
+
+    config = fresh_speed_config(stack_config, root, TopicConfig(name=f"speed-prop-{uuid.uuid4().hex[:10]}", partitions=2))
+    # A watermark longer than the data's disorder: nothing is late, and several micro-batches
+    # (150 records each) merge tiles through Spark state and the online store.
+    config = config.model_copy(update={"speed": config.speed.model_copy(update={"watermark_s": 40 * 86_400})})
+    now = dt.datetime.now(dt.UTC)
+    events, videos = generate(rng, now, 400)
+    write_videos(config, videos)
+    produce(config, [(e["user_id"].encode(), orjson.dumps(e)) for e in events])
+    messages = read_topic(config, expected=len(events))
+    assert len(messages) == len(events)
+
+    result = run_speed_layer(spark, config, trigger="available_now")
+    assert result.batches >= 2
+
+    frame = batch_frame(spark, messages, videos).cache()
+    store = open_online_store(config.online_store)
+    try:
+        by_time: dict[dt.datetime, list[tuple[str, str, dict]]] = defaultdict(list)
+        for entity in ENTITY_KEYS:
+            keys = sorted({KEY_SEPARATOR.join(r[k] for k in ENTITY_KEYS[entity]) for r in frame.collect()
+                           if all(r[k] is not None for k in ENTITY_KEYS[entity])})
+            rows = store.read(features_view(entity), keys, now=now)
+            assert all(rows.values()), f"{entity}: keys without an online row"
+            for key, row in rows.items():
+                by_time[row.feature_time].append((entity, key, dict(row.values)))
+        for feature_time, rows in by_time.items():
+            expected = batch_values(frame, feature_time)
+            for entity, key, values in rows:
+                assert_same(entity, key, values, expected[entity][key])
+    finally:
+        store.close()
+
+    # The real-time Delta table holds the same final values: the last row computed per key.
+    lake = Lake(config.lake)
+    rt = lake.to_arrow(realtime_feature_table("video").name).to_pylist()
+    latest = {}
+    for row in sorted(rt, key=lambda r: (r["feature_time"], r["batch_id"])):
+        latest[row["video_id"]] = row
+    store = open_online_store(config.online_store)
+    try:
+        online = store.read(features_view("video"), sorted(latest), now=now)
+    finally:
+        store.close()
+    for key, row in latest.items():
+        assert_same("video", key, row, dict(online[key].values))
+    frame.unpersist()
