@@ -12,7 +12,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 
 .PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
-        simulate ingest maintain bench-ingest bench-simulate clean
+        simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -72,14 +72,23 @@ simulate: $(STAMP) ## Produce simulated traffic into the events topic (needs the
 ingest: $(STAMP) ## Run the ingestion job with spark-submit, draining the topic (available-now)
 	@$(VENV)/bin/spark-submit --master local[2] jobs/ingest_events.py --config $(CONFIG) --trigger available_now
 
+materialize: $(STAMP) ## Load the latest gold features into the online store
+	@$(VENV)/bin/spark-submit --master local[2] jobs/materialize_online.py --config $(CONFIG)
+
 maintain: $(STAMP) ## Compact, vacuum and checkpoint the Delta tables (safe while streams run)
 	@$(PY) jobs/maintain_tables.py --config $(CONFIG)
 
 bench-ingest: $(STAMP) ## Benchmark: produce >= 5M events, ingest them on local[2], compare with a raw read
 	@$(PY) bench/bench_ingest.py --config $(CONFIG)
 
+bench-freshness: $(STAMP) ## Benchmark: produce -> speed layer -> online store latency under >= 10k events/s
+	@$(PY) bench/bench_freshness.py --config $(CONFIG)
+
 bench-simulate: $(STAMP) ## Benchmark: simulator throughput into the local broker
 	@$(PY) bench/bench_simulate.py --config $(CONFIG)
+
+bench-features: $(STAMP) ## Benchmark: batch feature build (gold) over >= 10M silver events
+	@$(PY) bench/bench_features.py --config $(CONFIG)
 
 clean: ## Remove local data (.reelhouse) — stop the stack first
 	@rm -rf .reelhouse spark-warehouse test-artifacts

@@ -7,6 +7,7 @@ Heavy modules (pyspark, deltalake) are imported inside the subcommands that need
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from reelhouse.config import load_config
@@ -63,6 +64,20 @@ def _cmd_stream_features(args: argparse.Namespace) -> int:
     return _run_stream(args, "stream_features", run_speed_layer)
 
 
+def _cmd_materialize(args: argparse.Namespace) -> int:
+    from reelhouse.online.materialize import materialize_online, parse_entities
+    from reelhouse.session import spark_session
+
+    config = load_config(args.config)
+    entities = parse_entities(args.entities)
+    spark = spark_session(config, "materialize_online")
+    try:
+        print(materialize_online(spark, config, args.feature_time, entities).to_json())
+    finally:
+        spark.stop()
+    return 0
+
+
 def _cmd_maintain(args: argparse.Namespace) -> int:
     from reelhouse.lake.maintenance import run_maintenance, table_names
 
@@ -105,7 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
     speed.set_defaults(func=_cmd_stream_features)
 
-    maintain = sub.add_parser("maintain", help="compact, vacuum and checkpoint the Delta tables (safe while streams run)")
+    materialize = sub.add_parser("materialize", help="load gold features (the latest feature time) into the online store")
+    _add_config(materialize)
+    materialize.add_argument(
+        "--feature-time", default=None, type=dt.datetime.fromisoformat,
+        help="the feature time to load (ISO, UTC whole hour; default: each table's latest)",
+    )
+    materialize.add_argument("--entities", default=None, help="comma-separated: video,user,user_topic (default: all)")
+    materialize.set_defaults(func=_cmd_materialize)
+
+    maintain = sub.add_parser("maintain", help="compact, vacuum and checkpoint the Delta tables (safe with streams)")
     _add_config(maintain)
     maintain.add_argument("--tables", default=None, help="comma-separated tables (default: config)")
     maintain.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")

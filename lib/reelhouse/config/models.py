@@ -263,6 +263,12 @@ class OnlineStoreConfig(_Model):
     ttl_s: float | None = Field(
         8 * 86_400.0, gt=0, description="Seconds a row stays readable after its feature time (None: forever)."
     )
+    materialize_chunk_rows: int = Field(
+        5_000,
+        ge=1,
+        description="Rows per write when gold features are loaded into the store: each Spark task holds one "
+        "chunk in memory at a time, and every chunk is one transaction (SQLite) or a few pipelines (Redis).",
+    )
 
 
 class ReelhouseConfig(_Model):

@@ -64,6 +64,7 @@ _ARROW_BATCH_ROWS = 65_536
 # After the probe's first records, this long without more means the partition's end was reached
 # (a fetch past the broker's reported end returns nothing after fetch.wait.max.ms = 50 ms).
 _PROBE_QUIET_S = 0.3
+_PROBE_SETTLE_S = 0.3  # reading on after every partition's end is confirmed, under traffic
 
 
 @dataclass
@@ -115,6 +116,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._metadata_consumer: Any = None
         self._available_now_target: OffsetMap | None = None
         self._confirmed_ends: set[tuple[str, str]] = set()
+        self._initial: OffsetMap | None = None
 
     # The driver-side consumer is not picklable; read tasks build their own.
     def __getstate__(self) -> dict[str, Any]:
@@ -158,8 +160,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         *at or past* that end with nothing; a fetch *below* it returns every batch from there
         on, including those past the reported end. So the probe fetches the last record the
         broker admits to (reported end - 1), waits for that record to arrive, then keeps
-        reading until nothing more comes: the offset after the last record seen is the end.
-        Also returns the partitions whose end is confirmed (empty, or its last record seen).
+        reading until nothing more comes: the offset after the last record seen is the end. Under
+        steady traffic something always comes, so once every partition is confirmed the probe
+        reads at most ``_PROBE_SETTLE_S`` more: the end is then a recent one, and the records
+        after it belong to the next batch. Also returns the partitions whose end is confirmed (empty, or its last record seen).
         """
         from confluent_kafka import TopicPartition
 
@@ -175,10 +179,15 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         waiting = set(first)
         deadline = time.monotonic() + self.tail_probe_s
         last_data = time.monotonic()
+        confirmed_at: float | None = None
         try:
             while time.monotonic() < deadline:
                 messages = consumer.consume(50_000, timeout=0.1)
                 now = time.monotonic()
+                if not waiting:
+                    confirmed_at = confirmed_at or now
+                    if now - confirmed_at > _PROBE_SETTLE_S:
+                        break
                 if not messages:
                     if not waiting and now - last_data > _PROBE_QUIET_S:
                         break
@@ -219,6 +228,13 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 )
 
     def initialOffset(self) -> OffsetMap:
+        # Spark may ask more than once before the first batch is in the checkpoint; "latest"
+        # must answer the same each time or the first batch's range would be inverted.
+        if self._initial is None:
+            self._initial = self._initial_offsets()
+        return self._initial
+
+    def _initial_offsets(self) -> OffsetMap:
         watermarks = self._watermarks()
         low = watermarks[0]
         if self.starting == "earliest":
@@ -239,6 +255,11 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def latestOffset(self, start: OffsetMap, limit: ReadLimit) -> OffsetMap:
         latest = self._available_now_target if self._available_now_target is not None else self._latest()
         self._check_not_behind(start, latest)
+        # An unconfirmed end is the broker's report, which may lag what an earlier probe saw.
+        latest = {
+            topic: {p: max(end, start.get(topic, {}).get(p, end)) for p, end in parts.items()}
+            for topic, parts in latest.items()
+        }
         budget = limit.max_rows if isinstance(limit, ReadMaxRows) else None
         end = limit_offsets(start, latest, budget)
         log.debug("latestOffset start=%s latest=%s end=%s", start, latest, end)

@@ -149,3 +149,47 @@ def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_
     for key, row in latest.items():
         assert_same("video", key, row, dict(online[key].values))
     frame.unpersist()
+
+
+def impression(event_id: str, video: str, at: dt.datetime, user: str = "u1") -> tuple[bytes, bytes]:
+    event = make_event(event_id=event_id, event_type="impression", user_id=user, video_id=video,
+                       event_time_ms=int(at.timestamp() * 1000), session_id="s1", device=DEVICE)
+    return user.encode(), orjson.dumps(event)
+
+
+def test_awkward_input_has_its_documented_outcome(spark, speed_config):
+    """Skewed clocks are clamped, disorder within the watermark counts, later events wait for
+    the batch layer, unknown videos count without a topic, malformed records are skipped."""
+    config = speed_config.model_copy(update={"speed": speed_config.speed.model_copy(update={"watermark_s": 600})})
+    write_videos(config, {"vk": ("dance", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))})
+    now = dt.datetime.now(dt.UTC)
+    produce(config, [
+        impression("a1", "vk", now),
+        impression("a2", "vk", now - dt.timedelta(minutes=4)),  # out of order, inside the watermark
+        impression("a3", "vk", now + dt.timedelta(hours=3)),  # device clock 3 h ahead: counted at receipt
+        impression("a4", "vz", now),  # a video dim_videos does not know
+        (b"u1", b"{not json"),  # quarantined by ingestion, skipped here
+    ])
+    first = run_speed_layer(spark, config, trigger="available_now")
+    assert first.batches >= 1
+    produce(config, [
+        impression("b1", "vk", now - dt.timedelta(hours=2)),  # behind the watermark: dropped here
+        impression("b2", "vk", now - dt.timedelta(minutes=3)),  # late but inside the watermark
+        impression("a1", "vk", now),  # a resent duplicate
+    ])
+    run_speed_layer(spark, config, trigger="available_now")
+
+    store = open_online_store(config.online_store)
+    try:
+        videos = store.read(features_view("video"), ["vk", "vz"], now=now)
+        topics = store.read(features_view("user_topic"), ["u1|dance"], now=now)
+    finally:
+        store.close()
+    vk, vz = videos["vk"], videos["vz"]
+    assert vk.values["video_impressions_1d"] == 4  # a1, a2, a3, b2: not b1, not the resent a1
+    # The clamped event sits in the hour it was received, not three hours ahead.
+    assert vk.feature_time <= floor_hour(dt.datetime.now(dt.UTC)) + dt.timedelta(hours=1)
+    assert vk.values["video_age_s"] > 0
+    assert vz.values["video_impressions_1d"] == 1 and vz.values["video_age_s"] is None
+    assert topics["u1|dance"].values["user_topic_plays_7d"] == 0  # impressions are not plays...
+    assert topics["u1|dance"].values["user_topic_affinity_7d"] is None  # ...nor engagement

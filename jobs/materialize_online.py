@@ -1,0 +1,29 @@
+"""gold feature tables -> online store: one feature time per entity, written by the executors.
+
+    spark-submit jobs/materialize_online.py --config conf/local.yaml                 # the latest feature time
+    spark-submit jobs/materialize_online.py --feature-time 2026-11-22T00:00:00+00:00 --entities video,user
+"""
+
+import datetime as dt
+import sys
+
+from reelhouse.jobs import job_parser, run_spark_job
+from reelhouse.online.materialize import materialize_online, parse_entities
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__)
+    parser.add_argument(
+        "--feature-time", default=None, type=dt.datetime.fromisoformat,
+        help="the feature time to load (ISO, UTC whole hour; default: each table's latest)",
+    )
+    parser.add_argument("--entities", default=None, help="comma-separated: video,user,user_topic (default: all)")
+    args = parser.parse_args(argv)
+    entities = parse_entities(args.entities)
+    return run_spark_job(
+        args, "materialize_online", lambda spark, config: materialize_online(spark, config, args.feature_time, entities)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
