@@ -201,6 +201,14 @@ class SpeedConfig(_Model):
         30.0, gt=0, description="How often executors check dim_videos for a new version (topics, upload times)."
     )
     write_delta: bool = Field(True, description="Append every micro-batch's feature rows to the real-time Delta tables.")
+    state_partitions: int = Field(
+        2, ge=1, description="Shuffle partitions of the stateful operators; fixed when the checkpoint is created."
+    )
+    state_store: Literal["rocksdb", "hdfs"] = Field(
+        "rocksdb",
+        description="`rocksdb` keeps state off the JVM heap (duplicates within the watermark are millions of ids "
+        "at 10k events/s); `hdfs` is Spark's in-memory default. Fixed when the checkpoint is created.",
+    )
 
 
 class SimulatorConfig(_Model):

@@ -23,6 +23,7 @@ a user's affinity to a topic (the user x topic engagement over the user's total 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 WINDOWS: dict[str, int] = {"1h": 3_600, "1d": 86_400, "7d": 7 * 86_400, "28d": 28 * 86_400}
 
@@ -203,23 +204,27 @@ def entity_key(entity: str, row: dict) -> str:
     return KEY_SEPARATOR.join(str(row[k]) for k in ENTITY_KEYS[entity])
 
 
+@cache
 def features_for(entity: str) -> tuple[FeatureSpec, ...]:
     if entity not in ENTITY_KEYS:
         raise KeyError(f"unknown entity {entity!r}; known: {sorted(ENTITY_KEYS)}")
     return tuple(f for f in FEATURES if f.entity == entity)
 
 
+@cache
 def derived_for(entity: str) -> tuple[DecayedFeature | ShareFeature | AgeFeature, ...]:
     """The non-windowed features of ``entity``, in declaration order."""
     features_for(entity)  # validates the entity
     return tuple(f for f in (*DECAYED, *AGES, *SHARES) if f.entity == entity)
 
 
+@cache
 def feature_names(entity: str) -> tuple[str, ...]:
     """Every feature column of ``entity``: windowed, then derived."""
     return tuple(f.name for f in features_for(entity)) + tuple(f.name for f in derived_for(entity))
 
 
+@cache
 def tile_measures(entity: str) -> tuple[str, ...]:
     """The measures the speed layer keeps per tile for ``entity`` (sorted, so stable)."""
     needed = {m for f in features_for(entity) for m in f.measures}

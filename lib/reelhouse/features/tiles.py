@@ -12,6 +12,7 @@ tiles change.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 
 from reelhouse.features.registry import (
     AGES,
@@ -32,6 +33,7 @@ def tile_start(epoch_s: float) -> int:
     return int(epoch_s // TILE_S) * TILE_S
 
 
+@cache
 def longest_window_s(entity: str) -> int:
     windows = [f.window_s for f in features_for(entity)] + [WINDOWS[d.window] for d in DECAYED if d.entity == entity]
     return max(windows)

@@ -21,11 +21,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from reelhouse.features.registry import ENTITY_KEYS, KEY_SEPARATOR, TILE_S, tile_measures
+from reelhouse.features.registry import ENTITY_KEYS, FEATURES, KEY_SEPARATOR, SHARES, TILE_S, tile_measures
 from reelhouse.features.tiles import add_shares, features_from_tiles, longest_window_s, prune
 from reelhouse.online.store import FeatureRow, OnlineStore, feature_version
 
-ENTITIES = ("video", "user", "user_topic")  # users before user x topic: affinities divide by the user's
+ENTITIES = ("video", "user", "user_topic")
+# The user measures topic affinities divide by: when a user's tiles change one, all their topics move.
+_DENOMINATOR_MEASURES = tuple(
+    sorted({m for f in FEATURES if f.name in {s.denominator for s in SHARES} for m in f.measures})
+)  # users before user x topic: affinities divide by the user's
 
 
 def tiles_view(entity: str) -> str:
@@ -63,6 +67,7 @@ def _decode(row: FeatureRow | None, measures: tuple[str, ...]) -> _Entity:
 class OnlineTiles:
     def __init__(self, store: OnlineStore) -> None:
         self.store = store
+        self._engagement_changed: set[str] = set()  # users whose affinity denominators moved
 
     def apply(self, changed: pa.Table) -> dict[str, list[dict[str, Any]]]:
         """Merge changed tiles (columns ``entity, key, tile_start`` (epoch s), every measure,
@@ -84,8 +89,10 @@ class OnlineTiles:
             if entity in incoming:
                 merged[entity] = self._merge(entity, incoming[entity], topics if entity == "user" else None)
         users = merged.setdefault("user", {})
-        affected = {key for key in merged.get("user_topic", {})}
-        affected |= {f"{user}{KEY_SEPARATOR}{topic}" for user, state in users.items() for topic in state.topics}
+        affected = set(merged.get("user_topic", {}))
+        affected |= {
+            f"{user}{KEY_SEPARATOR}{topic}" for user in self._engagement_changed for topic in users[user].topics
+        }
         unchanged = sorted(affected - set(merged.get("user_topic", {})))
         if unchanged:
             stored = self.store.read(tiles_view("user_topic"), unchanged)
@@ -107,10 +114,19 @@ class OnlineTiles:
         measures = tile_measures(entity)
         stored = self.store.read(tiles_view(entity), list(incoming))
         states, rows = {}, []
+        if entity == "user":
+            self._engagement_changed = set()
+            watched = [measures.index(m) for m in _DENOMINATOR_MEASURES]
         for key, changes in incoming.items():
             state = _decode(stored[key], measures)
             for change in changes:
-                state.tiles[int(change["tile_start"])] = [float(change[m]) for m in measures]
+                start = int(change["tile_start"])
+                sums = [float(change[m]) for m in measures]
+                if entity == "user":
+                    before = state.tiles.get(start)
+                    if any((before[i] if before else 0.0) != sums[i] for i in watched):
+                        self._engagement_changed.add(key)
+                state.tiles[start] = sums
                 upload = change.get("upload_time")
                 if upload is not None:
                     state.upload_time = upload

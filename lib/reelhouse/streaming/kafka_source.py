@@ -64,7 +64,7 @@ _ARROW_BATCH_ROWS = 65_536
 # After the probe's first records, this long without more means the partition's end was reached
 # (a fetch past the broker's reported end returns nothing after fetch.wait.max.ms = 50 ms).
 _PROBE_QUIET_S = 0.3
-_PROBE_SETTLE_S = 0.3  # reading on after every partition's end is confirmed, under traffic
+_PROBE_SETTLE_S = 0.1  # reading on after every partition's end is confirmed, under traffic
 
 
 @dataclass
@@ -282,13 +282,29 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._metadata_consumer = None
 
 
+_task_consumers: dict[tuple[tuple[str, str], ...], Any] = {}
+
+
+def _task_consumer(client_options: dict[str, str]) -> Any:
+    """One consumer per Python worker and client settings, reused by the tasks the worker runs.
+
+    Spark reuses Python workers across tasks; building and closing a librdkafka consumer for
+    every read task costs a bootstrap round trip and a close each micro-batch, which is most of
+    a small batch's read time. A task takes the consumer out of the cache and puts it back when
+    it finishes cleanly, so no two tasks share one.
+    """
+    from reelhouse.kafka.clients import consumer as make_consumer
+
+    key = tuple(sorted(client_options.items()))
+    cached = _task_consumers.pop(key, None)
+    return cached if cached is not None else make_consumer(client_options)
+
+
 def read_range(client_options: dict[str, str], r: KafkaRange, poll_timeout_s: float) -> Iterator[pa.RecordBatch]:
     """Read exactly the records of ``[r.start, r.end)`` of one partition as Arrow batches."""
     from confluent_kafka import KafkaError, TopicPartition
 
-    from reelhouse.kafka.clients import consumer as make_consumer
-
-    consumer = make_consumer(client_options)
+    consumer = _task_consumer(client_options)
     tp = TopicPartition(r.topic, r.partition, r.start)
     consumer.assign([tp])
     keys: list[bytes | None] = []
@@ -331,8 +347,11 @@ def read_range(client_options: dict[str, str], r: KafkaRange, poll_timeout_s: fl
                 keys, values, offsets, stamps = [], [], [], []
         if offsets:
             yield _record_batch(r, keys, values, offsets, stamps)
-    finally:
+    except BaseException:
         consumer.close()
+        raise
+    consumer.unassign()
+    _task_consumers.setdefault(tuple(sorted(client_options.items())), consumer)
 
 
 def _record_batch(r: KafkaRange, keys: list, values: list, offsets: list, stamps: list) -> pa.RecordBatch:
