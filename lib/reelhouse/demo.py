@@ -1,12 +1,14 @@
 """``make demo``: the loop so far on one machine, then a short summary of what happened.
 
 Starts the local stack (unless already running), simulates app traffic into Kafka, drains it
-into Delta with the ingestion job (available-now), prints what landed where, and stops what
-it started.
+into Delta with the ingestion job (available-now), builds silver and gold for the hours the
+traffic covered, runs the speed layer over the topic, loads gold into the online store, prints
+what landed where with a few online feature values, and stops what it started.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections import Counter
@@ -45,6 +47,67 @@ def _summary(config: ReelhouseConfig, simulated: object, ingested: object, secon
     return "\n".join(lines)
 
 
+_SHOWN = {
+    "video": ("video_impressions_1h", "video_plays_1d", "video_completion_rate_1d", "video_like_rate_1d",
+              "video_trending_score", "video_age_s"),
+    "user": ("user_events_1d", "user_plays_1d", "user_mean_watch_ratio_1d", "user_like_rate_7d", "user_engagement_7d"),
+}
+
+
+def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
+    """Silver and gold for the hours the traffic covered, the speed layer, the online store."""
+    import pyarrow.compute as pc
+
+    from reelhouse.features.gold import build_features
+    from reelhouse.online import open_online_store
+    from reelhouse.online.materialize import materialize_online
+    from reelhouse.silver.build import build_silver
+    from reelhouse.speed.job import run_speed_layer
+    from reelhouse.speed.online import features_view
+
+    lake = Lake(config.lake)
+    times = lake.to_arrow(BRONZE_EVENTS.name, columns=["event_time"]).column("event_time")
+    start = pc.min(times).as_py().replace(minute=0, second=0, microsecond=0)
+    end = pc.max(times).as_py().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    log.info("[4/7] silver for [%s, %s)", start, end)
+    silver = build_silver(spark, config, start, end)
+    log.info("[5/7] gold features as of %s", end)
+    gold = build_features(spark, config, end)
+    log.info("[6/7] speed layer over the topic (available-now), then gold into the online store")
+    speed = run_speed_layer(spark, config, trigger="available_now")
+    materialized = materialize_online(spark, config)
+    lines = [
+        f"  silver      {silver.rows:>10,} rows for [{start:%Y-%m-%d %H:%M}, {end:%H:%M}) UTC, "
+        f"{silver.duplicates_dropped:,} duplicates dropped, {silver.too_late:,} too late",
+        f"  gold        {', '.join(f'{t} {n:,}' for t, n in gold.rows.items())} rows as of {end:%Y-%m-%d %H:%M} UTC",
+        f"  speed layer {speed.tiles:>10,} tiles in {speed.batches} micro-batch(es) -> "
+        f"{', '.join(f'{e} {n:,}' for e, n in speed.feature_rows.items())} feature rows",
+        "  online      gold loaded: "
+        + ", ".join(f"{view} {load.rows:,}" for view, load in materialized.views.items())
+        + f"   ({config.online_store.type}: {config.online_store.path if config.online_store.type == 'sqlite' else config.online_store.redis_url})",
+    ]
+    events = lake.to_arrow(BRONZE_EVENTS.name, columns=["user_id", "video_id"])
+    store = open_online_store(config.online_store)
+    try:
+        for entity, column in (("video", "video_id"), ("user", "user_id")):
+            counts = Counter(events.column(column).to_pylist()).most_common(1)
+            if not counts:
+                continue
+            key = counts[0][0]
+            row = store.read(features_view(entity), [key])[key]
+            if row is None:
+                continue
+            shown = ", ".join(f"{name}={_fmt(row.values.get(name))}" for name in _SHOWN[entity])
+            lines.append(f"  online {entity} {key} (as of {row.feature_time:%H:%M} UTC): {shown}")
+    finally:
+        store.close()
+    return lines
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
     from reelhouse.jobs import configure_logging
     from reelhouse.simulator import SimulationOptions, run_simulation
@@ -55,22 +118,24 @@ def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
     stack = LocalStack(config)
     started_stack = config.stack.enabled and not stack.broker_running()
     if started_stack:
-        log.info("[1/4] starting the local stack (broker on local S3 storage)")
+        log.info("[1/7] starting the local stack (broker on local S3 storage)")
         stack.up()
     else:
-        log.info("[1/4] local stack already running; using it")
+        log.info("[1/7] local stack already running; using it")
     spark = None
     try:
-        log.info("[2/4] simulating %.0fs of app traffic at %.0f events/s", config.simulator.duration_s, config.simulator.rate)
+        log.info("[2/7] simulating %.0fs of app traffic at %.0f events/s", config.simulator.duration_s, config.simulator.rate)
         simulated = run_simulation(config, SimulationOptions.from_config(config))
-        log.info("[3/4] ingesting the topic into Delta (bronze + quarantine)")
+        log.info("[3/7] ingesting the topic into Delta (bronze + quarantine)")
         from reelhouse.session import spark_session
         from reelhouse.streaming.ingest import run_ingestion
 
         spark = spark_session(config, "demo")
         ingested = run_ingestion(spark, config, trigger="available_now")
-        log.info("[4/4] summarising")
+        layers = _layers(spark, config)
+        log.info("[7/7] summarising")
         print(_summary(config, simulated, ingested, time.monotonic() - started))
+        print("\n".join(layers))
     finally:
         if spark is not None:
             spark.stop()
