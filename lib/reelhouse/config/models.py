@@ -201,6 +201,9 @@ class SpeedConfig(_Model):
         30.0, gt=0, description="How often executors check dim_videos for a new version (topics, upload times)."
     )
     write_delta: bool = Field(True, description="Append every micro-batch's feature rows to the real-time Delta tables.")
+    tail_probe_ms: int = Field(
+        2_000, ge=0, description="Longest wait for the broker's reported last record per micro-batch (freshness bound)."
+    )
     state_partitions: int = Field(
         2, ge=1, description="Shuffle partitions of the stateful operators; fixed when the checkpoint is created."
     )

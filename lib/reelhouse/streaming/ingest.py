@@ -66,6 +66,8 @@ def kafka_options(config: ReelhouseConfig, stream: IngestConfig | SpeedConfig | 
     }
     if stream.max_offsets_per_trigger is not None:
         options["maxOffsetsPerTrigger"] = str(stream.max_offsets_per_trigger)
+    if getattr(stream, "tail_probe_ms", None) is not None:
+        options["tailProbeMs"] = str(stream.tail_probe_ms)
     options.update({f"kafka.{k}": v for k, v in config.kafka.client.items()})
     return options
 

@@ -64,7 +64,7 @@ _ARROW_BATCH_ROWS = 65_536
 # After the probe's first records, this long without more means the partition's end was reached
 # (a fetch past the broker's reported end returns nothing after fetch.wait.max.ms = 50 ms).
 _PROBE_QUIET_S = 0.3
-_PROBE_SETTLE_S = 0.1  # reading on after every partition's end is confirmed, under traffic
+_PROBE_SETTLE_S = 0.0  # reading on after every partition's end is confirmed, under traffic
 
 
 @dataclass
