@@ -44,6 +44,7 @@ from reelhouse.speed.dimensions import shared_video_attributes
 from reelhouse.speed.online import ENTITIES, OnlineTiles
 from reelhouse.streaming.ingest import checkpoint_query_id, kafka_options, validation_limits
 from reelhouse.streaming.kafka_source import read_kafka_stream
+from reelhouse.streaming.queries import await_query, with_trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -192,11 +193,7 @@ class SpeedLayerJob:
             .option("checkpointLocation", speed.checkpoint_dir)
             .foreachBatch(self.process_batch)
         )
-        if (trigger or speed.trigger) == "available_now":
-            writer = writer.trigger(availableNow=True)
-        else:
-            writer = writer.trigger(processingTime=speed.processing_time)
-        return writer.start()
+        return with_trigger(writer, trigger or speed.trigger, speed.processing_time).start()
 
     def close(self) -> None:
         self.store.close()
@@ -205,15 +202,10 @@ class SpeedLayerJob:
 def run_speed_layer(spark: SparkSession, config: ReelhouseConfig, trigger: str | None = None) -> SpeedResult:
     """Run the speed layer; returns when an available-now run has drained the topic."""
     job = SpeedLayerJob(spark, config)
-    started = time.monotonic()
-    query = job.start(trigger)
-    log.info("speed layer %s started (trigger=%s)", config.speed.query_name, trigger or config.speed.trigger)
     try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        log.info("stopping the speed layer")
-        query.stop()
+        query = job.start(trigger)
+        log.info("speed layer %s started (trigger=%s)", config.speed.query_name, trigger or config.speed.trigger)
+        job.result.elapsed_s = await_query(query, "the speed layer")
     finally:
         job.close()
-    job.result.elapsed_s = round(time.monotonic() - started, 3)
     return job.result

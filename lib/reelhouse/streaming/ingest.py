@@ -28,6 +28,7 @@ from reelhouse.lake import AppTransaction, FileAction, Lake
 from reelhouse.lake.files import filesystem_for
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.streaming.kafka_source import read_kafka_stream
+from reelhouse.streaming.queries import await_query, with_trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -152,12 +153,7 @@ class IngestionJob:
             .option("checkpointLocation", ingest.checkpoint_dir)
             .foreachBatch(self.process_batch)
         )
-        mode = trigger or ingest.trigger
-        if mode == "available_now":
-            writer = writer.trigger(availableNow=True)
-        else:
-            writer = writer.trigger(processingTime=ingest.processing_time)
-        return writer.start()
+        return with_trigger(writer, trigger or ingest.trigger, ingest.processing_time).start()
 
 
 class _BatchWriter:
@@ -176,15 +172,9 @@ class _BatchWriter:
 def run_ingestion(spark: SparkSession, config: ReelhouseConfig, trigger: str | None = None) -> IngestionResult:
     """Run the ingestion stream; returns when an available-now run has drained the topic."""
     job = IngestionJob(spark, config)
-    started = time.monotonic()
     query = job.start(trigger)
     log.info("ingestion query %s started (trigger=%s)", config.ingest.query_name, trigger or config.ingest.trigger)
-    try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        log.info("stopping ingestion")
-        query.stop()
-    job.result.elapsed_s = round(time.monotonic() - started, 3)
+    job.result.elapsed_s = await_query(query, "ingestion")
     if job.result.quarantine_rows:
         job.result.reasons = quarantine_reasons(job.lake)
     return job.result
