@@ -5,13 +5,16 @@ from reelhouse.config.models import (
     IngestConfig,
     KafkaConfig,
     LakeConfig,
+    MlflowConfig,
     OnlineStoreConfig,
+    RecallConfig,
     ReelhouseConfig,
     SimulatorConfig,
     SparkConfig,
     SpeedConfig,
     StackConfig,
     TopicConfig,
+    TrainingConfig,
 )
 
 __all__ = [
@@ -19,12 +22,15 @@ __all__ = [
     "IngestConfig",
     "KafkaConfig",
     "LakeConfig",
+    "MlflowConfig",
     "OnlineStoreConfig",
+    "RecallConfig",
     "ReelhouseConfig",
     "SimulatorConfig",
     "SparkConfig",
     "SpeedConfig",
     "StackConfig",
     "TopicConfig",
+    "TrainingConfig",
     "load_config",
 ]

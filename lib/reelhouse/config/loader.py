@@ -98,7 +98,16 @@ def _resolve(location: str | Path, base: Path) -> str:
     return str((base / text).resolve())
 
 
+def _resolve_sqlite_uri(uri: str, base: Path) -> str:
+    """``sqlite:///relative/path`` against ``base``; ``sqlite:////abs`` and other URIs unchanged."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str((base / uri[len(prefix) :]).resolve())
+    return uri
+
+
 def _resolve_paths(config: ReelhouseConfig, base: Path) -> ReelhouseConfig:
+    embeddings = config.recall.embeddings_path
     return config.model_copy(
         update={
             "data_dir": Path(_resolve(config.data_dir, base)),
@@ -111,6 +120,15 @@ def _resolve_paths(config: ReelhouseConfig, base: Path) -> ReelhouseConfig:
             ),
             "online_store": config.online_store.model_copy(
                 update={"path": Path(_resolve(config.online_store.path, base))}
+            ),
+            "mlflow": config.mlflow.model_copy(
+                update={
+                    "tracking_uri": _resolve_sqlite_uri(config.mlflow.tracking_uri, base),
+                    "artifact_root": _resolve(config.mlflow.artifact_root, base),
+                }
+            ),
+            "recall": config.recall.model_copy(
+                update={"embeddings_path": None if embeddings is None else _resolve(embeddings, base)}
             ),
         }
     )

@@ -282,6 +282,86 @@ class OnlineStoreConfig(_Model):
     )
 
 
+class MlflowConfig(_Model):
+    """Where runs, models and the registry live. The local default needs no server."""
+
+    tracking_uri: str = Field(
+        "sqlite:///.reelhouse/mlflow/mlflow.db",
+        description="MLflow tracking URI: `sqlite:///PATH` (relative paths resolve against the project) or the "
+        "http(s):// address of an MLflow server. The registry uses the same store.",
+    )
+    artifact_root: str = Field(
+        ".reelhouse/mlflow/artifacts",
+        description="Where new experiments store artifacts (a local path or an s3:// URI); ignored by a server "
+        "that serves artifacts itself.",
+    )
+    experiment: str = Field("reelhouse", description="Experiment every reelhouse training and evaluation run goes to.")
+
+
+class TrainingConfig(_Model):
+    """Training sets from impressions, and the rankers trained on them."""
+
+    table: str = Field("training_set", description="Delta table of labelled examples (replaced per build).")
+    attribution_window_s: int = Field(
+        1_800, gt=0, description="Outcomes (play, like, share, comment, follow, skip) count for an impression "
+        "of the same request, user and video when they happen within this many seconds after it."
+    )
+    positive_watch_ratio: float = Field(
+        0.5, gt=0, le=1, description="Primary label: watch ratio at least this, or a like or a share."
+    )
+    valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="Latest-but-one share of impressions (by time) for validation.")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Latest share of impressions (by time) for test.")
+    max_fit_rows: int = Field(
+        2_000_000, ge=1_000, description="Training rows the rankers fit on at most (a seeded sample beyond that)."
+    )
+    registered_model: str = Field("reelhouse-ranker", description="Model Registry name of the rankers.")
+    promotion_metric: Literal["test_auc", "test_ndcg_at_10"] = Field(
+        "test_auc", description="Score a candidate must improve on the champion's, on the same test set."
+    )
+    promotion_margin: float = Field(
+        0.001, ge=0, description="How much higher the candidate's score must be to take the `champion` alias."
+    )
+    lgbm_params: dict[str, float | int | str] = Field(
+        default_factory=lambda: {
+            "n_estimators": 400, "learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 50,
+            "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8,
+        },
+        description="LightGBM LGBMClassifier parameters (early stopping on the validation set).",
+    )
+    lr_params: dict[str, float | int | str] = Field(
+        default_factory=lambda: {"C": 1.0, "max_iter": 300},
+        description="scikit-learn LogisticRegression parameters.",
+    )
+    seed: int = Field(7, description="Seed of sampling and model fitting.")
+
+
+class RecallConfig(_Model):
+    """Candidate generation: sources, their sizes and the blend."""
+
+    lookback_days: int = Field(28, ge=1, description="History the recall models are trained on.")
+    popularity_half_life_h: float = Field(24.0, gt=0, description="Half-life of the popularity source's decay.")
+    als_rank: int = Field(32, ge=2, description="ALS latent factors.")
+    als_reg: float = Field(0.05, gt=0, description="ALS regularisation.")
+    als_alpha: float = Field(10.0, gt=0, description="ALS implicit-feedback confidence scale.")
+    als_max_iter: int = Field(10, ge=1, description="ALS iterations.")
+    covisit_neighbours: int = Field(50, ge=1, description="Neighbours kept per item (co-visitation and embeddings).")
+    covisit_recent_items: int = Field(20, ge=1, description="A user's most recent engaged items that seed item-to-item recall.")
+    embeddings_path: str | None = Field(
+        None, description="Parquet file of dense item embeddings (vectors from upstream models); None: no embedding source."
+    )
+    embeddings_item_col: str = Field("video_id", description="Item column of the embeddings file.")
+    embeddings_vector_col: str = Field("embedding", description="Vector column (list of floats) of the embeddings file.")
+    quotas: dict[str, int] = Field(
+        default_factory=lambda: {"als": 80, "covisit": 50, "topic": 30, "embedding": 30, "popularity": 20},
+        description="Candidates each source contributes to a user's blend, at most (sources without a quota are off).",
+    )
+    exploration_slots: int = Field(10, ge=0, description="Blend slots kept for new videos (exploration).")
+    new_video_hours: float = Field(48.0, gt=0, description="Videos uploaded this recently count as new for exploration.")
+    candidates_table: str = Field("user_candidates", description="Delta table of blended candidates per user.")
+    neighbours_table: str = Field("item_neighbours", description="Delta table of neighbour lists per item.")
+    seed: int = Field(7, description="Seed of ALS and of exploration picks.")
+
+
 class ReelhouseConfig(_Model):
     env: str = Field("local", description="Name of the environment, shown in logs and summaries.")
     data_dir: Path = Field(Path(".reelhouse"), description="Root of everything the local defaults write.")
@@ -295,3 +375,6 @@ class ReelhouseConfig(_Model):
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     online_store: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
     silver: SilverConfig = Field(default_factory=SilverConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    recall: RecallConfig = Field(default_factory=RecallConfig)

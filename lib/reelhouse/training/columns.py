@@ -1,0 +1,40 @@
+"""The columns of a training set: what rankers read, shared by the builder, the trainer and serving.
+
+One row per impression. Model inputs are the registry's features of the impression's video, user
+and (user, video topic), as known at the impression (point-in-time), plus a few context columns
+the request carries. Labels come from the outcomes that followed the impression.
+"""
+
+from __future__ import annotations
+
+from reelhouse.features.registry import feature_names
+
+# Identify the example and place it in time.
+ID_COLUMNS: tuple[str, ...] = ("request_id", "user_id", "video_id", "impression_time")
+
+# Context known when the feed is requested (strings: one-hot / categorical in the models).
+CATEGORICAL_COLUMNS: tuple[str, ...] = ("device_os", "device_network", "topic", "user_country", "user_age_group")
+# Numeric context: slot on the page and hour of day (UTC) of the request.
+CONTEXT_NUMERIC_COLUMNS: tuple[str, ...] = ("position", "hour_of_day")
+
+# Registry features, per entity, in registry order.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    *feature_names("video"),
+    *feature_names("user"),
+    *feature_names("user_topic"),
+)
+NUMERIC_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *CONTEXT_NUMERIC_COLUMNS)
+MODEL_INPUT_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
+
+# Labels. ``label`` is the primary engagement label (watch ratio >= training.positive_watch_ratio,
+# or a like or a share); ``watch_ratio`` (0..1, 0 without a play) is for regression or weighting.
+LABEL = "label"
+WATCH_RATIO = "watch_ratio"
+OUTCOME_COLUMNS: tuple[str, ...] = ("played", "completed", "liked", "shared", "commented", "followed", "skipped")
+
+# When each entity's feature row became known (null: the entity had no row yet): audit of the
+# point-in-time join, never a model input.
+FEATURE_TIME_COLUMNS: tuple[str, ...] = ("video_feature_time", "user_feature_time", "user_topic_feature_time")
+
+SPLIT = "split"
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
