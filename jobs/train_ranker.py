@@ -1,0 +1,35 @@
+"""Train the logistic-regression and LightGBM rankers on a training-set snapshot, register both, gate promotion.
+
+    python jobs/train_ranker.py --config conf/local.yaml [--table training_set] [--version 3]
+
+No Spark: the Delta table is read with delta-rs in this process. Runs, models and aliases go to
+the MLflow store of `mlflow.tracking_uri`. Prints the result (test metrics of both models and of
+the popularity baseline, registered versions, promotion decision) as JSON on the last line;
+exit code 2 on an error.
+"""
+
+import sys
+
+from reelhouse.config import load_config
+from reelhouse.errors import ReelhouseError
+from reelhouse.jobs import configure_logging, job_parser
+from reelhouse.training.ranker import train_from_lake
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--table", default=None, help="training-set Delta table (default: training.table)")
+    parser.add_argument("--version", type=int, default=None, help="table version to train on (default: current)")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        result = train_from_lake(load_config(args.config), args.table, args.version)
+    except ReelhouseError as e:
+        print(f"train_ranker: error: {e}", file=sys.stderr)
+        return 2
+    print(result.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
