@@ -24,7 +24,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
     stack = LocalStack(load_config(args.config))
     if args.action == "up":
-        stack.up()
+        stack.up(spark_cluster=args.spark_cluster)
     elif args.action == "down":
         stack.down()
     print(stack.describe())
@@ -93,6 +93,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(load_config(args.config), keep_stack=args.keep_stack)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from reelhouse.evaluation.run import options_from_args, run_evaluation
+    from reelhouse.session import spark_session
+
+    config = load_config(args.config)
+    sessions = []
+
+    def spark():  # noqa: ANN202 - started on first use: a CSV without ALS needs no Spark
+        if not sessions:
+            sessions.append(spark_session(config, "evaluate"))
+        return sessions[0]
+
+    try:
+        run = run_evaluation(config, options_from_args(args), spark)
+    finally:
+        for session in sessions:
+            session.stop()
+    print(run.markdown)
+    print(f"report: {run.paths['markdown']}  plot: {run.paths['plot']}")
+    print(run.result.to_json())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelhouse", description="reelhouse: a TikTok-style recommendation lakehouse.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -100,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="start, stop or inspect the local broker and object store")
     stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument(
+        "--spark-cluster", action="store_true",
+        help="with up: also start a Spark standalone cluster, or add one to the running stack (down always stops it)",
+    )
     _add_config(stack)
     stack.set_defaults(func=_cmd_stack)
 
@@ -134,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     maintain.add_argument("--tables", default=None, help="comma-separated tables (default: config)")
     maintain.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")
     maintain.set_defaults(func=_cmd_maintain)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="offline top-K evaluation of the baselines, recall sources and ranked pipeline"
+    )
+    _add_config(evaluate)
+    from reelhouse.evaluation.options import add_evaluate_arguments
+
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     demo = sub.add_parser("demo", help="the whole loop on one machine: stack, traffic, ingestion, summary")
     _add_config(demo)
