@@ -12,7 +12,9 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 
 .PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
-        simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features clean
+        cluster cluster-down \
+        simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features \
+        bench-train train candidates evaluate mlflow clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +68,12 @@ stack-down: $(STAMP) ## Stop what stack-up started
 stack-status: $(STAMP) ## Show what runs where
 	@$(VENV)/bin/reelhouse stack status --config $(CONFIG)
 
+cluster: $(STAMP) ## Start the local stack plus a Spark standalone cluster; prints its spark:// master URL
+	@$(VENV)/bin/reelhouse stack up --spark-cluster --config $(CONFIG)
+
+cluster-down: $(STAMP) ## Stop the Spark cluster and the local stack (same as stack-down)
+	@$(VENV)/bin/reelhouse stack down --config $(CONFIG)
+
 simulate: $(STAMP) ## Produce simulated traffic into the events topic (needs the stack up)
 	@$(VENV)/bin/reelhouse simulate --config $(CONFIG)
 
@@ -78,6 +86,19 @@ materialize: $(STAMP) ## Load the latest gold features into the online store
 maintain: $(STAMP) ## Compact, vacuum and checkpoint the Delta tables (safe while streams run)
 	@$(PY) jobs/maintain_tables.py --config $(CONFIG)
 
+train: $(STAMP) ## Build the training set from the lake (last 2 days), then train, register and gate the rankers
+	@$(VENV)/bin/spark-submit --master local[2] jobs/build_training_set.py --config $(CONFIG) --days 2
+	@$(PY) jobs/train_ranker.py --config $(CONFIG)
+
+candidates: $(STAMP) ## Recall: candidates per user and item neighbours from the lake, into Delta
+	@$(VENV)/bin/spark-submit --master local[2] jobs/build_candidates.py --config $(CONFIG)
+
+evaluate: $(STAMP) ## Offline top-K evaluation of random, popularity, each recall source and the pipeline
+	@$(VENV)/bin/reelhouse evaluate --config $(CONFIG) --k 10,20
+
+mlflow: $(STAMP) ## Browse runs and the model registry of the local MLflow store (http://127.0.0.1:5000)
+	@$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.reelhouse/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
 bench-ingest: $(STAMP) ## Benchmark: produce >= 5M events, ingest them on local[2], compare with a raw read
 	@$(PY) bench/bench_ingest.py --config $(CONFIG)
 
@@ -89,6 +110,9 @@ bench-simulate: $(STAMP) ## Benchmark: simulator throughput into the local broke
 
 bench-features: $(STAMP) ## Benchmark: batch feature build (gold) over >= 10M silver events
 	@$(PY) bench/bench_features.py --config $(CONFIG)
+
+bench-train: $(STAMP) ## Benchmark: training set from >= 10M impressions (point-in-time joins), then both rankers
+	@$(PY) bench/bench_train.py --config $(CONFIG)
 
 clean: ## Remove local data (.reelhouse) — stop the stack first
 	@rm -rf .reelhouse spark-warehouse test-artifacts

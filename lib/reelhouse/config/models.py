@@ -66,6 +66,32 @@ class ObjectStoreConfig(_Model):
     bucket: str = Field("reelhouse-broker", description="Bucket (a directory) that holds the broker's data.")
 
 
+class SparkClusterConfig(_Model):
+    """The Spark standalone cluster `reelhouse stack up --spark-cluster` starts: one master, a few workers."""
+
+    host: str = Field("127.0.0.1", description="Address the master, the workers and their web UIs listen on.")
+    master_port: int = Field(
+        17077, ge=1, le=65535, description="Port of the master; jobs run with `--master spark://host:master_port`."
+    )
+    master_webui_port: int = Field(
+        17080, ge=1, le=65535, description="Port of the master's web UI; its /json page lists the alive workers."
+    )
+    workers: int = Field(2, ge=1, le=16, description="Worker processes; each runs one executor JVM per application.")
+    cores_per_worker: int = Field(1, ge=1, description="Cores each worker offers to executors.")
+    memory_per_worker: str = Field(
+        "1g",
+        pattern=r"^[0-9]+[mMgG]$",
+        description="Memory each worker offers (e.g. 512m, 1g); must cover the application's "
+        "spark.executor.memory (1g unless set), or its executors never start.",
+    )
+    start_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        description="How long the master may take to answer, and then the workers to register; JVMs start "
+        "much slower than the broker, more so on a busy machine.",
+    )
+
+
 class StackConfig(_Model):
     """The local services `reelhouse stack up` starts. Unused on a real cluster."""
 
@@ -73,6 +99,9 @@ class StackConfig(_Model):
     state_dir: Path = Field(Path(".reelhouse/stack"), description="Pid files, logs, credentials and data.")
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
     object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
+    spark_cluster: SparkClusterConfig = Field(
+        default_factory=SparkClusterConfig, description="Only started by `reelhouse stack up --spark-cluster`."
+    )
     start_timeout_s: float = Field(20.0, gt=0, description="How long a service may take to pass its health check.")
     stop_timeout_s: float = Field(
         10.0,

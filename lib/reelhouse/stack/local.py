@@ -1,4 +1,4 @@
-""":class:`LocalStack`: start, stop, restart and describe the local S3 server and Kafka broker."""
+""":class:`LocalStack`: start, stop, restart and describe the local S3 server, Kafka broker and Spark cluster."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from reelhouse.stack.services import (
     find_tansu,
     object_store_spec,
 )
+from reelhouse.stack.spark_cluster import SparkCluster
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class LocalStack:
         self.paths = StackPaths(config.stack.state_dir)
         # Popen handles of processes this instance started, kept so they are reaped on stop.
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self.spark_cluster = SparkCluster(config, self.paths)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -67,11 +69,29 @@ class LocalStack:
     def config(self) -> ReelhouseConfig:
         return self._config
 
-    def up(self) -> None:
-        """Start the services, wait until they answer, create the events topic."""
+    def up(self, spark_cluster: bool = False) -> None:
+        """Start the services, wait until they answer, create the events topic.
+
+        With ``spark_cluster`` also start the Spark standalone cluster; a stack that already
+        runs is then kept as it is and only the cluster is added.
+        """
         if not self._stack.enabled:
             log.info("stack.enabled is false: nothing to start, Kafka is at %s", self._config.kafka.bootstrap_servers)
             return
+        start_services = not (spark_cluster and all(s.running for s in self.status()))
+        if start_services:
+            self._start_services()
+        if not spark_cluster:
+            return
+        try:
+            self.spark_cluster.up()
+        except BaseException:
+            if start_services:
+                for name in reversed(SERVICE_NAMES):
+                    self._stop(name)
+            raise
+
+    def _start_services(self) -> None:
         self._refuse_if_running()
         self._check_config()
         specs = self._specs()
@@ -105,7 +125,8 @@ class LocalStack:
         if not self._stack.enabled:
             log.info("stack.enabled is false: nothing to stop")
             return
-        stopped = [name for name in reversed(SERVICE_NAMES) if self._stop(name)]
+        stopped = self.spark_cluster.down()
+        stopped += [name for name in reversed(SERVICE_NAMES) if self._stop(name)]
         log.info("local stack is down (stopped: %s)", ", ".join(stopped) or "nothing was running")
 
     def restart_broker(self) -> None:
@@ -174,6 +195,7 @@ class LocalStack:
                 f"    data     {data}",
                 f"    log      {service.log_file}",
             ]
+        lines += self.spark_cluster.describe_lines()
         return "\n".join(lines)
 
     # ---- internals --------------------------------------------------------------------------
