@@ -1,9 +1,15 @@
 """``make demo``: the loop so far on one machine, then a short summary of what happened.
 
-Starts the local stack (unless already running), simulates app traffic into Kafka, drains it
-into Delta with the ingestion job (available-now), builds silver and gold for the hours the
-traffic covered, runs the speed layer over the topic, loads gold into the online store, prints
-what landed where with a few online feature values, and stops what it started.
+Starts the local stack (unless already running), simulates a few hours of app traffic into
+Kafka, drains it into Delta with the ingestion job (available-now), builds silver and gold
+features for every hour the traffic covered, runs the speed layer over the topic, loads gold
+into the online store, builds a point-in-time training set, trains and registers both rankers
+in MLflow (the promotion gate decides the ``champion``), builds recall candidates, evaluates
+every model offline, prints what landed where, and stops what it started.
+
+The demo compresses time: its simulated clock runs ``DEMO_TIME_SCALE`` times faster than the
+wall clock, so the configured few seconds of traffic cover several hours, and hourly gold
+feature times precede most impressions (what point-in-time training needs).
 """
 
 from __future__ import annotations
@@ -12,12 +18,16 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.lake import Lake
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 log = logging.getLogger(__name__)
+
+STEPS = 10
+DEMO_TIME_SCALE = 2_400.0  # 10 s of traffic at the default rate = 6.7 simulated hours
 
 
 def _summary(config: ReelhouseConfig, simulated: object, ingested: object, seconds: float) -> str:
@@ -69,11 +79,13 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     times = lake.to_arrow(BRONZE_EVENTS.name, columns=["event_time"]).column("event_time")
     start = pc.min(times).as_py().replace(minute=0, second=0, microsecond=0)
     end = pc.max(times).as_py().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
-    log.info("[4/7] silver for [%s, %s)", start, end)
+    log.info("[4/%d] silver for [%s, %s)", STEPS, start, end)
     silver = build_silver(spark, config, start, end)
-    log.info("[5/7] gold features as of %s", end)
-    gold = build_features(spark, config, end)
-    log.info("[6/7] speed layer over the topic (available-now), then gold into the online store")
+    hours = int((end - start) / dt.timedelta(hours=1))
+    log.info("[5/%d] gold features as of every hour from %s to %s", STEPS, start + dt.timedelta(hours=1), end)
+    for hour in range(1, hours + 1):
+        gold = build_features(spark, config, start + dt.timedelta(hours=hour))
+    log.info("[6/%d] speed layer over the topic (available-now), then gold into the online store", STEPS)
     speed = run_speed_layer(spark, config, trigger="available_now")
     materialized = materialize_online(spark, config)
     lines = [
@@ -101,6 +113,50 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
             lines.append(f"  online {entity} {key} (as of {row.feature_time:%H:%M} UTC): {shown}")
     finally:
         store.close()
+    return lines + _models(spark, config, start, end)
+
+
+def _models(spark: object, config: ReelhouseConfig, start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Training set, both rankers through the registry's gate, recall candidates, offline evaluation."""
+    from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
+    from reelhouse.recall.candidates import build_candidates
+    from reelhouse.training.dataset import build_training_set
+    from reelhouse.training.ranker import train_from_lake
+
+    log.info("[7/%d] training set for [%s, %s) with point-in-time features", STEPS, start, end)
+    built = build_training_set(spark, config, start, end)
+    log.info("[8/%d] training both rankers, registering them, promotion gate", STEPS)
+    trained = train_from_lake(config)
+    log.info("[9/%d] recall candidates as of %s", STEPS, end)
+    candidates = build_candidates(spark, config, end)
+    log.info("[10/%d] offline evaluation", STEPS)
+    evaluation = run_evaluation(
+        config, EvaluateOptions(k=(10, 20), output_dir=Path(config.data_dir) / "evaluation"), lambda: spark
+    )
+    decision = trained.promotion
+    lines = [
+        f"  training    {sum(built.rows.values()):>10,} examples ({', '.join(f'{s} {n:,}' for s, n in built.rows.items())}) "
+        f"in {config.training.table} v{built.version}",
+    ]
+    for kind, run in trained.models.items():
+        lines.append(
+            f"  ranker      {kind:<20} v{run.version}  test AUC {run.metrics['test_auc']:.3f}  "
+            f"NDCG@10 {run.metrics['test_ndcg_at_10']:.3f}  (fit {run.metrics['fit_s']:.1f}s)"
+        )
+    lines += [
+        f"  baseline    {'popularity':<20}      test AUC {trained.popularity_test['auc']:.3f}  "
+        f"NDCG@10 {trained.popularity_test['ndcg_at_10']:.3f}",
+        f"  registry    {trained.registered_model}: champion v{decision.champion_version}"
+        + (f", challenger v{decision.challenger_version}" if decision.challenger_version else "")
+        + f" ({decision.decision}: {decision.reason})",
+        f"  MLflow      {config.mlflow.tracking_uri}   (make mlflow to browse)",
+        f"  candidates  {sum(candidates.candidates.values()):>10,} for {candidates.users:,} users: "
+        + ", ".join(f"{source} {n:,}" for source, n in candidates.candidates.items()),
+        f"  evaluation  {evaluation.result.users:,} users, top-K over the whole catalogue, seen items masked "
+        f"({evaluation.paths['markdown']}):",
+        "",
+        evaluation.markdown,
+    ]
     return lines
 
 
@@ -118,22 +174,28 @@ def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
     stack = LocalStack(config)
     started_stack = config.stack.enabled and not stack.broker_running()
     if started_stack:
-        log.info("[1/7] starting the local stack (broker on local S3 storage)")
+        log.info("[1/%d] starting the local stack (broker on local S3 storage)", STEPS)
         stack.up()
     else:
-        log.info("[1/7] local stack already running; using it")
+        log.info("[1/%d] local stack already running; using it", STEPS)
     spark = None
     try:
-        log.info("[2/7] simulating %.0fs of app traffic at %.0f events/s", config.simulator.duration_s, config.simulator.rate)
+        sim = config.simulator
+        span_s = sim.duration_s * DEMO_TIME_SCALE
+        config = config.model_copy(
+            update={"simulator": sim.model_copy(update={"time_scale": DEMO_TIME_SCALE, "max_lag_s": span_s + 3_600})}
+        )
+        log.info("[2/%d] simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours)",
+                 STEPS, sim.duration_s, sim.rate, span_s / 3600)
         simulated = run_simulation(config, SimulationOptions.from_config(config))
-        log.info("[3/7] ingesting the topic into Delta (bronze + quarantine)")
+        log.info("[3/%d] ingesting the topic into Delta (bronze + quarantine)", STEPS)
         from reelhouse.session import spark_session
         from reelhouse.streaming.ingest import run_ingestion
 
         spark = spark_session(config, "demo")
         ingested = run_ingestion(spark, config, trigger="available_now")
         layers = _layers(spark, config)
-        log.info("[7/7] summarising")
+        log.info("summarising")
         print(_summary(config, simulated, ingested, time.monotonic() - started))
         print("\n".join(layers))
     finally:
