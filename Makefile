@@ -86,12 +86,13 @@ materialize: $(STAMP) ## Load the latest gold features into the online store
 maintain: $(STAMP) ## Compact, vacuum and checkpoint the Delta tables (safe while streams run)
 	@$(PY) jobs/maintain_tables.py --config $(CONFIG)
 
-train: $(STAMP) ## Build the training set from the lake (last 2 days), then train, register and gate the rankers
-	@$(VENV)/bin/spark-submit --master local[2] jobs/build_training_set.py --config $(CONFIG) --days 2
+train: $(STAMP) ## Build the training set from the lake (the last 2 days), then train, register and gate the rankers
+	@$(VENV)/bin/spark-submit --master local[2] jobs/build_training_set.py --config $(CONFIG) \
+	  --start $$(date -u -d '2 days ago' +%Y-%m-%dT%H:00:00+00:00) --end $$(date -u -d '1 hour' +%Y-%m-%dT%H:00:00+00:00)
 	@$(PY) jobs/train_ranker.py --config $(CONFIG)
 
 candidates: $(STAMP) ## Recall: candidates per user and item neighbours from the lake, into Delta
-	@$(VENV)/bin/spark-submit --master local[2] jobs/build_candidates.py --config $(CONFIG)
+	@$(VENV)/bin/spark-submit --master local[2] jobs/build_candidates.py --config $(CONFIG) --as-of $$(date -u -d '1 hour' +%Y-%m-%dT%H:00:00+00:00)
 
 evaluate: $(STAMP) ## Offline top-K evaluation of random, popularity, each recall source and the pipeline
 	@$(VENV)/bin/reelhouse evaluate --config $(CONFIG) --k 10,20
