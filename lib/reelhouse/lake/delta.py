@@ -192,8 +192,15 @@ class Lake:
     def append(self, df: DataFrame, spec: TableSpec, txn: AppTransaction | None = None) -> CommitResult:
         return self._write(df, spec, "append", txn)
 
-    def overwrite(self, df: DataFrame, spec: TableSpec, txn: AppTransaction | None = None) -> CommitResult:
-        return self._write(df, spec, "overwrite", txn)
+    def overwrite(
+        self,
+        df: DataFrame,
+        spec: TableSpec,
+        txn: AppTransaction | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> CommitResult:
+        """Replace the table's rows with ``df``; ``metadata`` goes into the commit (see :meth:`history`)."""
+        return self._write(df, spec, "overwrite", txn, metadata)
 
     def replace_partitions(
         self, df: DataFrame, spec: TableSpec, column: str, values: list[str], txn: AppTransaction | None = None
@@ -241,21 +248,40 @@ class Lake:
             .execute()
         )
 
-    def _write(self, df: DataFrame, spec: TableSpec, mode: str, txn: AppTransaction | None) -> CommitResult:
+    def _write(
+        self,
+        df: DataFrame,
+        spec: TableSpec,
+        mode: str,
+        txn: AppTransaction | None,
+        metadata: dict[str, str] | None = None,
+    ) -> CommitResult:
         if self.native:
-            return self._write_native(df, spec, mode, txn)
+            return self._write_native(df, spec, mode, txn, metadata)
         if txn is not None and (self.committed_version(spec.name, txn.app_id) or -1) >= txn.version:
             return CommitResult(spec.name, None, 0, 0)
         writer = self.file_writer(spec)
         actions = self.write_files(df.select(*spec.schema.names), writer.write)
-        return self.commit(spec, actions, mode=mode, txn=txn)
+        return self.commit(spec, actions, mode=mode, txn=txn, metadata=metadata)
 
-    def _write_native(self, df: DataFrame, spec: TableSpec, mode: str, txn: AppTransaction | None) -> CommitResult:
+    def _write_native(
+        self,
+        df: DataFrame,
+        spec: TableSpec,
+        mode: str,
+        txn: AppTransaction | None,
+        metadata: dict[str, str] | None = None,
+    ) -> CommitResult:
         writer = df.select(*spec.schema.names).write.format("delta").mode(mode)
         if spec.partition_by:
             writer = writer.partitionBy(*spec.partition_by)
         if txn is not None:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+        if metadata:
+            # delta-spark keeps one user string per commit; history() shows it as ``userMetadata``.
+            import json
+
+            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
         writer.save(_spark_path(self.uri(spec.name)))
         return CommitResult(spec.name, self.version(spec.name), 0, 0)
 
