@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= conf/local.yaml
+AIRFLOW_PORT ?= 8080
+MLFLOW_PORT ?= 5000
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
@@ -14,7 +16,7 @@ export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 .PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
         cluster cluster-down \
         simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features \
-        bench-train train candidates evaluate mlflow clean
+        bench-train train candidates evaluate mlflow airflow stop clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -97,8 +99,14 @@ candidates: $(STAMP) ## Recall: candidates per user and item neighbours from the
 evaluate: $(STAMP) ## Offline top-K evaluation of random, popularity, each recall source and the pipeline
 	@$(VENV)/bin/reelhouse evaluate --config $(CONFIG) --k 10,20
 
-mlflow: $(STAMP) ## Browse runs and the model registry of the local MLflow store (http://127.0.0.1:5000)
-	@$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.reelhouse/mlflow/mlflow.db --host 127.0.0.1 --port 5000
+mlflow: $(STAMP) ## Browse runs and the model registry of the MLflow store in the background (http://127.0.0.1:5000; make stop)
+	@$(PY) -m reelhouse.orchestration mlflow --config $(CONFIG) --port $(MLFLOW_PORT)
+
+airflow: $(STAMP) ## Airflow (standalone) with the reelhouse DAGs in the background on http://127.0.0.1:8080; prints the login
+	@$(PY) -m reelhouse.orchestration airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
+
+stop: $(STAMP) ## Stop what make airflow and make mlflow started (and the streams the DAGs started)
+	@$(PY) -m reelhouse.orchestration stop --config $(CONFIG)
 
 bench-ingest: $(STAMP) ## Benchmark: produce >= 5M events, ingest them on local[2], compare with a raw read
 	@$(PY) bench/bench_ingest.py --config $(CONFIG)

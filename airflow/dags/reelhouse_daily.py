@@ -1,0 +1,94 @@
+"""
+# reelhouse_daily — the batch layer, once a day
+
+Rebuilds one UTC day (the run's data interval) end to end:
+
+1. **build_silver**: bronze → `silver_events` for the day, after MERGE-ing the dimensions;
+2. **build_features**: gold feature tables as of the interval's end;
+3. **build_training_set**: impressions of the day with point-in-time features and labels;
+4. **train_rankers**: logistic regression and LightGBM, logged and registered in MLflow; the
+   training job runs the promotion gate itself — **evaluate** (offline top-K of the baselines,
+   recall sources and pipeline) runs beside it;
+5. **promote**: confirms the gate's decision in the model registry (the `champion` alias) and
+   reports it;
+6. **build_candidates**: recall candidates per user as of the interval's end;
+7. **materialize_online**: the gold features of the interval's end into the online store.
+
+A run triggered without a logical date rebuilds the last whole UTC day before it was triggered.
+Every step is idempotent for its interval: the Spark jobs replace the partitions (or the table)
+they write, so a retry or a re-run of a day leaves the same rows. The training step registers
+new model versions on each run; the gate decides which one serves.
+
+Spark jobs go through `spark-submit` with the `spark_default` connection (built from the
+reelhouse config's `spark.master`); the config file is the Variable `reelhouse_config`, else
+`$REELHOUSE_CONFIG`, else the project's `conf/local.yaml`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+from reelhouse.orchestration.operators import SparkJobOperator
+from reelhouse.orchestration.settings import RUN_END, RUN_START, START_DATE, default_args, interval_macros
+
+
+@dag(
+    dag_id="reelhouse_daily",
+    # Data intervals, not trigger times: each run covers [start, end) of one UTC day.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    user_defined_macros=interval_macros("day"),
+    tags=["reelhouse", "batch"],
+    doc_md=__doc__,
+)
+def reelhouse_daily() -> None:
+    silver = SparkJobOperator(
+        task_id="build_silver", job="build_silver", job_args=["--start", RUN_START, "--end", RUN_END]
+    )
+    gold = SparkJobOperator(task_id="build_features", job="build_features", job_args=["--end", RUN_END])
+    training_set = SparkJobOperator(
+        task_id="build_training_set", job="build_training_set", job_args=["--start", RUN_START, "--end", RUN_END]
+    )
+
+    @task.bash(task_id="train_rankers")
+    def train_rankers() -> str:
+        from reelhouse.orchestration.commands import train_command
+        from reelhouse.orchestration.settings import config_path
+
+        return train_command(config_path())
+
+    @task.bash(task_id="evaluate")
+    def evaluate(data_interval_start=None, data_interval_end=None, dag_run=None) -> str:  # noqa: ANN001 - context
+        from pathlib import Path
+
+        from reelhouse.config import load_config
+        from reelhouse.orchestration.commands import evaluate_command
+        from reelhouse.orchestration.settings import config_path, run_interval
+
+        path = config_path()
+        start, _ = run_interval(data_interval_start, data_interval_end, dag_run.run_after, "day")
+        # One report per day rebuilt, so a re-run replaces its own report only.
+        return evaluate_command(path, Path(load_config(path).data_dir) / "evaluation" / start.strftime("%Y-%m-%d"))
+
+    @task(task_id="promote")
+    def promote(train_result: str) -> dict:
+        from reelhouse.config import load_config
+        from reelhouse.orchestration.registry import check_promotion
+        from reelhouse.orchestration.settings import config_path
+
+        return check_promotion(load_config(config_path()), train_result)
+
+    candidates = SparkJobOperator(task_id="build_candidates", job="build_candidates", job_args=["--as-of", RUN_END])
+    online = SparkJobOperator(
+        task_id="materialize_online", job="materialize_online", job_args=["--feature-time", RUN_END]
+    )
+
+    trained = train_rankers()
+    silver >> gold >> training_set >> [trained, evaluate()]
+    promote(trained) >> candidates >> online
+
+
+reelhouse_daily()
