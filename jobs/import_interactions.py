@@ -9,10 +9,9 @@ the table; the JSON report is printed. Runs in this process (delta-rs), no Spark
 
 import sys
 
-from reelhouse.config import load_config
-from reelhouse.errors import ReelhouseError
-from reelhouse.evaluation.imports import LogColumns, SplitPolicy, import_interactions
-from reelhouse.jobs import configure_logging, job_parser
+from reelhouse.config import ReelhouseConfig
+from reelhouse.evaluation.imports import ImportReport, LogColumns, SplitPolicy, import_interactions
+from reelhouse.jobs import job_parser, run_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,18 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--item-features", default=None, help="CSV or Parquet of item attributes and vectors")
     parser.add_argument("--item-features-col", default=None, help="its item column (default: --item-col)")
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
     columns = LogColumns(args.user_col, args.item_col, args.time_col, args.rating_col, args.split_col)
-    try:
+
+    def body(config: ReelhouseConfig) -> ImportReport:
         policy = SplitPolicy(args.valid_fraction, args.test_fraction, args.seed)
-        report = import_interactions(
-            load_config(args.config), args.path, columns, policy, args.item_features, args.item_features_col
-        )
-    except ReelhouseError as e:
-        print(f"import_interactions: error: {e}", file=sys.stderr)
-        return 2
-    print(report.to_json())
-    return 0
+        return import_interactions(config, args.path, columns, policy, args.item_features, args.item_features_col)
+
+    return run_job(args, "import_interactions", body)
 
 
 if __name__ == "__main__":

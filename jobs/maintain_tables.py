@@ -8,9 +8,7 @@ exits 1 when a table failed (the others are still maintained), 2 on a configurat
 
 import sys
 
-from reelhouse.config import load_config
-from reelhouse.errors import ReelhouseError
-from reelhouse.jobs import configure_logging, job_parser
+from reelhouse.jobs import job_parser, run_job
 from reelhouse.lake.maintenance import run_maintenance, table_names
 
 
@@ -19,14 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", type=table_names, default=None, help="comma-separated tables (default: config)")
     parser.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        report = run_maintenance(load_config(args.config), args.tables, args.retention_hours)
-    except ReelhouseError as e:
-        print(f"maintain_tables: error: {e}", file=sys.stderr)
-        return 2
-    print(report.to_json())
-    return 0 if report.ok else 1
+    return run_job(args, "maintain_tables", lambda config: run_maintenance(config, args.tables, args.retention_hours))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from reelhouse.config import load_config
-from reelhouse.errors import ReelhouseError
-from reelhouse.jobs import configure_logging, job_parser
+from reelhouse.jobs import job_parser, run_job
 from reelhouse.simulator import run_simulation, simulation_options_from_args
 from reelhouse.simulator.options import add_simulation_arguments
 
@@ -20,15 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__.splitlines()[0])
     add_simulation_arguments(parser)
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        config = load_config(args.config)
-        report = run_simulation(config, simulation_options_from_args(config, args))
-    except ReelhouseError as e:
-        print(f"simulate_traffic: error: {e}", file=sys.stderr)
-        return 2
-    print(report.to_json())
-    return 0
+    return run_job(
+        args, "simulate_traffic", lambda config: run_simulation(config, simulation_options_from_args(config, args))
+    )
 
 
 if __name__ == "__main__":

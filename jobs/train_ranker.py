@@ -10,9 +10,7 @@ exit code 2 on an error.
 
 import sys
 
-from reelhouse.config import load_config
-from reelhouse.errors import ReelhouseError
-from reelhouse.jobs import configure_logging, job_parser
+from reelhouse.jobs import job_parser, run_job
 from reelhouse.training.ranker import train_from_lake
 
 
@@ -21,14 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", default=None, help="training-set Delta table (default: training.table)")
     parser.add_argument("--version", type=int, default=None, help="table version to train on (default: current)")
     args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-    try:
-        result = train_from_lake(load_config(args.config), args.table, args.version)
-    except ReelhouseError as e:
-        print(f"train_ranker: error: {e}", file=sys.stderr)
-        return 2
-    print(result.to_json())
-    return 0
+    return run_job(args, "train_ranker", lambda config: train_from_lake(config, args.table, args.version))
 
 
 if __name__ == "__main__":

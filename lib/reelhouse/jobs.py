@@ -28,25 +28,37 @@ def job_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_spark_job(
-    args: argparse.Namespace, job_name: str, body: Callable[[Any, ReelhouseConfig], Any]
-) -> int:
-    """Load config, build the one SparkSession, run ``body(spark, config)``, print its JSON result."""
+def run_job(args: argparse.Namespace, job_name: str, body: Callable[[ReelhouseConfig], Any]) -> int:
+    """Load config, run ``body(config)``, print its JSON result; the exit code says how it went.
+
+    0: done; 1: done but the result says not ``ok``; 2: a :class:`ReelhouseError` (one line on
+    stderr, no traceback: bad input or configuration, not a bug).
+    """
     configure_logging(args.verbose)
     try:
-        config = load_config(args.config)
-        from reelhouse.session import spark_session
-
-        spark = spark_session(config, job_name)
-        try:
-            result = body(spark, config)
-        finally:
-            # Stopping Spark explicitly: a driver that exits with delta-rs loaded and Spark
-            # still up can abort in native teardown.
-            spark.stop()
+        result = body(load_config(args.config))
     except ReelhouseError as e:
         print(f"{job_name}: error: {e}", file=sys.stderr)
         return 2
     if result is not None and hasattr(result, "to_json"):
         print(result.to_json())
-    return 0
+    return 1 if getattr(result, "ok", True) is False else 0
+
+
+def run_spark_job(
+    args: argparse.Namespace, job_name: str, body: Callable[[Any, ReelhouseConfig], Any]
+) -> int:
+    """:func:`run_job` with the one SparkSession built from the config: ``body(spark, config)``."""
+
+    def with_spark(config: ReelhouseConfig) -> Any:
+        from reelhouse.session import spark_session
+
+        spark = spark_session(config, job_name)
+        try:
+            return body(spark, config)
+        finally:
+            # Stopping Spark explicitly: a driver that exits with delta-rs loaded and Spark
+            # still up can abort in native teardown.
+            spark.stop()
+
+    return run_job(args, job_name, with_spark)
