@@ -320,8 +320,8 @@ def main() -> int:
                  generated.impressions, generated.silver_rows, generated.gold_rows, generated.seconds)
 
         from reelhouse.session import spark_session
-        from reelhouse.training.dataset import build_training_set, training_set_lineage
-        from reelhouse.training.ranker import train_rankers
+        from reelhouse.training.dataset import build_training_set
+        from reelhouse.training.ranker import train_from_lake
 
         spark = spark_session(config, "bench-train")
         started = time.monotonic()
@@ -332,9 +332,7 @@ def main() -> int:
         spark.stop()
         spark = None
 
-        lake = Lake(config.lake)
-        table = lake.to_arrow(config.training.table)
-        trained = train_rankers(config, table, training_set_lineage(lake, config.training.table))
+        trained = train_from_lake(config)
         models = trained.models
         report = {
             "benchmark": "train",

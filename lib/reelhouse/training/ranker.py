@@ -193,13 +193,39 @@ class Splits:
     fit: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+    train_rows: int | None = None  # rows of train when only the sampled ``fit`` rows were loaded
 
     def rows(self) -> dict[str, int]:
-        return {"train": len(self.train), "fit": len(self.fit), "valid": len(self.valid), "test": len(self.test)}
+        train = len(self.train) if self.train_rows is None else self.train_rows
+        return {"train": train, "fit": len(self.fit), "valid": len(self.valid), "test": len(self.test)}
+
+
+def _sample_train_in_arrow(table: pa.Table, training: TrainingConfig) -> tuple[pa.Table, int]:
+    """``table`` with its train rows cut to a seeded sample of ``max_fit_rows``, and the train count.
+
+    Done before pandas sees the rows, so a set of tens of millions of examples never becomes a
+    DataFrame (or several copies of one) in full.
+    """
+    import pyarrow.compute as pc
+
+    is_train = pc.equal(table[SPLIT], "train")
+    train_rows = int(pc.sum(is_train).as_py() or 0)
+    if train_rows <= training.max_fit_rows:
+        return table, train_rows
+    train_at = np.flatnonzero(is_train.to_numpy(zero_copy_only=False))
+    keep = np.random.default_rng(training.seed).choice(train_at, size=training.max_fit_rows, replace=False)
+    others = np.flatnonzero(~is_train.to_numpy(zero_copy_only=False))
+    return table.take(pa.array(np.sort(np.concatenate([keep, others])))), train_rows
 
 
 def split_training_set(training_set: pd.DataFrame | pa.Table, training: TrainingConfig) -> Splits:
-    frame = training_set.to_pandas() if isinstance(training_set, pa.Table) else training_set
+    train_rows = None
+    if isinstance(training_set, pa.Table):
+        if SPLIT in training_set.column_names:
+            training_set, train_rows = _sample_train_in_arrow(training_set, training)
+        frame = training_set.to_pandas()
+    else:
+        frame = training_set
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ReelhouseError(
@@ -219,7 +245,7 @@ def split_training_set(training_set: pd.DataFrame | pa.Table, training: Training
     fit = train
     if len(train) > training.max_fit_rows:
         fit = train.sample(n=training.max_fit_rows, random_state=training.seed).reset_index(drop=True)
-    return Splits(train=train, fit=fit, valid=parts["valid"], test=parts["test"])
+    return Splits(train=train, fit=fit, valid=parts["valid"], test=parts["test"], train_rows=train_rows)
 
 
 def popularity_scores(frame: pd.DataFrame) -> np.ndarray:

@@ -119,3 +119,20 @@ def test_metric_dictionaries_use_the_logged_names():
     users, labels, scores = ["a", "a", "b", "b"], [1, 0, 0, 1], [0.8, 0.3, 0.6, 0.4]
     assert set(ranking_scores(users, labels, scores)) == {"auc", "ndcg_at_10", "recall_at_10"}
     assert set(classifier_scores(users, labels, scores)) == {"auc", "logloss", "ece", "ndcg_at_10", "recall_at_10"}
+
+
+def test_a_large_train_split_is_sampled_before_it_becomes_a_dataframe() -> None:
+    import pyarrow as pa
+
+    from reelhouse.config import TrainingConfig
+    from reelhouse.training.ranker import _sample_train_in_arrow
+
+    splits = ["train"] * 5_000 + ["valid"] * 300 + ["test"] * 200
+    table = pa.table({"split": splits, "row": list(range(len(splits)))})
+    sampled, train_rows = _sample_train_in_arrow(table, TrainingConfig(max_fit_rows=1_000, seed=3))
+    counts = dict(zip(*np.unique(sampled["split"].to_numpy(zero_copy_only=False), return_counts=True)))
+    assert train_rows == 5_000
+    assert counts == {"train": 1_000, "valid": 300, "test": 200}
+    assert len(set(sampled["row"].to_pylist())) == sampled.num_rows  # no row twice
+    again, _ = _sample_train_in_arrow(table, TrainingConfig(max_fit_rows=1_000, seed=3))
+    assert again.equals(sampled)  # seeded
