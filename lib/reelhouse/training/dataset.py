@@ -19,10 +19,16 @@ batch build) and they are whole tiles (:data:`TILE_S`, an hour), so the as-of ti
 impression in the same hour is the same: the driver collects the distinct feature times, builds
 a small table ``hour -> latest feature time <= hour`` for every hour the impressions span, and a
 broadcast equi-join on the hour gives each impression its as-of time per entity. The features
-then come from an equi-join on (entity key, as-of time), which Spark plans as an ordinary hash
-or sort-merge join. (Range joins or a per-row search would scan the feature times per row.) An
-entity without a row at its as-of time gets null features and a null ``*_feature_time``: null
-means unknown, i.e. no activity in any window.
+then come from a hash join on (entity key, as-of time). (A range join, or a search of the
+feature times per row, would compare each impression with many feature rows.) An entity
+without a row at its as-of time gets null features and a null ``*_feature_time``: null means
+unknown, i.e. no activity in any window (an older row of the entity is stale, not used).
+
+Shuffles. The examples are wide (about 70 columns), so moving them is what costs. Impressions
+and outcomes are shuffled by user; the outcomes are attributed and the user and user x topic
+features joined without moving the examples again (the build lets a join keep a partitioning on
+a subset of its keys, ``spark.sql.requireAllClusterKeysForCoPartition=false``, for its own
+query only); the examples then move once, by video, for the video features, and are written.
 
 Split. By time, never by row: impressions at or after the ``1 - test_fraction`` quantile of
 impression times are ``test``, those at or after the ``1 - test_fraction - valid_fraction``
@@ -36,7 +42,8 @@ import bisect
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,10 +77,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTITIES: tuple[str, ...] = ("video", "user", "user_topic")
+_JOIN_ORDER: tuple[str, ...] = ("user_topic", "user", "video")
 INPUT_VERSIONS_KEY = "reelhouse.input_versions"  # commit metadata: {table: version} of the inputs
 INTERVAL_KEY = "reelhouse.interval"  # commit metadata: {"start": ISO, "end": ISO}
 QUANTILE_ACCURACY = 10_000  # percentile_approx: relative error 1 / accuracy
-ROWS_PER_PARTITION = 1_000_000  # impressions per partition of the attribution shuffle, at most
+ROWS_PER_PARTITION = 1_000_000  # impressions per partition of the attribution shuffle, about
+# Lets a join keep a partitioning on a subset of its keys: examples partitioned by user_id join
+# (user_id, as-of) and (user_id, topic, as-of) without a shuffle.
+_CO_PARTITION_CONF = ("spark.sql.requireAllClusterKeysForCoPartition", "false")
 
 _REQUEST_KEY = ("request_id", "user_id", "video_id")
 _UTC = pa.timestamp("us", tz="UTC")
@@ -136,8 +147,8 @@ def _ts(value: dt.datetime) -> Column:
     return F.lit(value).cast("timestamp")
 
 
-def _by_key(frame: DataFrame, partitions: int | None, keys: Sequence[str]) -> DataFrame:
-    return frame if partitions is None else frame.repartition(partitions, *keys)
+def _by_user(frame: DataFrame, partitions: int | None, user: str) -> DataFrame:
+    return frame if partitions is None else frame.repartition(partitions, user)
 
 
 def attributed_impressions(
@@ -152,13 +163,17 @@ def attributed_impressions(
 
     ``events`` are silver rows (impressions and the outcomes that may follow them). Of several
     impressions of the same request, user and video the first is kept. The result also has
-    ``known_time``, for the point-in-time join. ``partitions``: how many partitions the
-    impressions and outcomes are shuffled into (default: Spark's).
+    ``known_time``, for the point-in-time join.
+
+    With ``partitions``, impressions and outcomes are shuffled by user into that many
+    partitions (else by request key, as Spark chooses), and the result stays partitioned by
+    user: the user-keyed feature joins can then leave the examples where they are.
     """
     context = [*CATEGORICAL_COLUMNS, "position"]
     is_impression = F.col("event_type") == "impression"
     is_play = F.col("event_type") == "play"
     has_duration = F.col("video_duration_ms") > 0
+    completion = COMPLETION_THRESHOLD * F.col("video_duration_ms")
     relevant = events.where(
         (F.col("request_id") != "")
         & (F.col("event_time") >= _ts(start))
@@ -176,7 +191,7 @@ def attributed_impressions(
     # impression once more before the shuffle.) The join below reuses the window's order by key.
     first = Window.partitionBy(*_REQUEST_KEY).orderBy("event_time", "event_id")
     impressions = (
-        _by_key(relevant.where(is_impression), partitions, ["user_id"])
+        _by_user(relevant.where(is_impression), partitions, "user_id")
         .withColumn("__previous", F.lag(F.lit(1)).over(first))
         .where(F.col("__previous").isNull())
         .select(
@@ -191,11 +206,11 @@ def attributed_impressions(
         *(F.col(k).alias(o) for k, o in zip(_REQUEST_KEY, outcome_key, strict=True)),
         F.col("event_type").alias("outcome"),
         F.col("event_time").alias("outcome_time"),
-        F.when(is_play & has_duration, F.least(F.col("watch_ms").cast("double") / F.col("video_duration_ms"), F.lit(1.0)))
+        F.when(is_play & has_duration, F.least(F.col("watch_ms") / F.col("video_duration_ms"), F.lit(1.0)))
         .alias("play_ratio"),
-        (is_play & has_duration & (F.col("watch_ms") >= COMPLETION_THRESHOLD * F.col("video_duration_ms"))).alias("complete"),
+        (is_play & has_duration & (F.col("watch_ms") >= completion)).alias("complete"),
     )
-    outcomes = _by_key(outcomes, partitions, ["o_user_id"])
+    outcomes = _by_user(outcomes, partitions, "o_user_id")
     window_end = F.col("impression_time") + F.expr(f"INTERVAL {int(window_s)} SECONDS")
     attributed = impressions.join(
         outcomes,
@@ -223,9 +238,8 @@ def attributed_impressions(
         F.coalesce(F.max("play_ratio"), F.lit(0.0)).alias(WATCH_RATIO),
     )
     positive = (F.col(WATCH_RATIO) >= positive_watch_ratio) | (F.col("liked") == 1) | (F.col("shared") == 1)
-    return grouped.withColumn(LABEL, positive.cast("int")).withColumn(
-        "hour_of_day", F.hour("impression_time").cast("int")
-    )
+    hour_of_day = F.floor(F.pmod(F.unix_seconds("impression_time"), 86_400) / 3_600)  # UTC, whatever the session zone
+    return grouped.withColumn(LABEL, positive.cast("int")).withColumn("hour_of_day", hour_of_day.cast("int"))
 
 
 def as_of_buckets(
@@ -278,9 +292,9 @@ def point_in_time_join(
     known_s = F.unix_seconds(_KNOWN_TIME)
     out = examples.withColumn("bucket", known_s - F.pmod(known_s, F.lit(TILE_S)))
     out = out.join(F.broadcast(buckets), "bucket", "left").drop("bucket")
-    # Each join shuffles the examples with the columns gathered so far: the entity with the most
-    # features joins last, so its columns are never shuffled.
-    for entity in sorted(ENTITIES, key=lambda e: len(feature_names(e))):
+    # User-keyed entities first: examples partitioned by user (see attributed_impressions) join
+    # them in place; the video join then shuffles the examples once.
+    for entity in _JOIN_ORDER:
         keys = list(ENTITY_KEYS[entity])
         as_of = f"__{entity}_as_of"
         needed = sorted({t for _, t in per_entity[entity] if t is not None})
@@ -290,8 +304,8 @@ def point_in_time_join(
             F.col("feature_time").alias(as_of),
             F.col("feature_time").alias(feature_time_column(entity)),
         )
-        # Hash the (smaller) feature side rather than sort the ever wider examples.
-        out = out.join(side.hint("broadcast" if entity == "video" else "shuffle_hash"), [*keys, as_of], "left").drop(as_of)
+        # Hash the (smaller) feature side rather than sort the wide examples.
+        out = out.join(side.hint("shuffle_hash"), [*keys, as_of], "left").drop(as_of)
     return out
 
 
@@ -325,7 +339,9 @@ class _ImpressionStats:
     cuts_us: tuple[int, int] | None  # valid_from, test_from
 
 
-def _impression_stats(events: DataFrame, start: dt.datetime, end: dt.datetime, valid: float, test: float) -> _ImpressionStats:
+def _impression_stats(
+    events: DataFrame, start: dt.datetime, end: dt.datetime, valid: float, test: float
+) -> _ImpressionStats:
     """One aggregation pass: counts, the earliest known time, and the split's cut times.
 
     The quantiles are taken before duplicate impressions are dropped (duplicates are rare and
@@ -352,13 +368,28 @@ def _impression_stats(events: DataFrame, start: dt.datetime, end: dt.datetime, v
     )
 
 
+@contextmanager
+def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
 def _silver_events(lake: Lake, spark: SparkSession, version: int, start: dt.datetime, until: dt.datetime) -> DataFrame:
     """Silver at ``version``, limited to the hours (partitions) that can hold ``[start, until]``."""
     hour = F.col("event_hour")
     return lake.read(spark, SILVER_EVENTS.name, version=version).where((hour >= _hour(start)) & (hour <= _hour(until)))
 
 
-def _gold_features(lake: Lake, spark: SparkSession, entity: str, version: int, end: dt.datetime) -> tuple[DataFrame, list[int]]:
+def _gold_features(
+    lake: Lake, spark: SparkSession, entity: str, version: int, end: dt.datetime
+) -> tuple[DataFrame, list[int]]:
     """An entity's feature rows at ``version`` that an impression before ``end`` may use, and their
     distinct feature times (epoch seconds): few, one per build, so collecting them is cheap."""
     table = feature_table(entity)
@@ -408,11 +439,9 @@ def build_training_set(
         *(F.sum(F.when(F.col(SPLIT) == s, 1).otherwise(0)).alias(s) for s in SPLITS),
     )
     interval = {"start": start.isoformat(), "end": end.isoformat()}
-    commit = lake.overwrite(
-        examples,
-        spec,
-        metadata={INPUT_VERSIONS_KEY: json.dumps(versions, sort_keys=True), INTERVAL_KEY: json.dumps(interval)},
-    )
+    metadata = {INPUT_VERSIONS_KEY: json.dumps(versions, sort_keys=True), INTERVAL_KEY: json.dumps(interval)}
+    with _session_conf(spark, *_CO_PARTITION_CONF):  # Spark plans the query when it writes
+        commit = lake.overwrite(examples, spec, metadata=metadata)
     metrics = observed.get
     rows = {s: int(metrics.get(s) or 0) for s in SPLITS}
     result = TrainingSetResult(
@@ -440,9 +469,13 @@ def _recorded(commit: Mapping[str, Any], key: str) -> str | None:
 
 
 def training_set_lineage(lake: Lake, table_name: str) -> dict[str, int]:
-    """The input versions (``{table: version}``) recorded by the newest build of ``table_name``."""
+    """``{table: version}`` of the newest build of ``table_name``: the set's own version (that
+    build's commit) and the versions of the inputs it was built from."""
     for commit in lake.history(table_name):  # newest first
         recorded = _recorded(commit, INPUT_VERSIONS_KEY)
         if recorded:
-            return {name: int(version) for name, version in json.loads(recorded).items()}
-    raise LakeError(f"{table_name} has no commit with recorded input versions; build it with jobs/build_training_set.py")
+            inputs = {name: int(version) for name, version in json.loads(recorded).items()}
+            return {table_name: int(commit["version"]), **inputs}
+    raise LakeError(
+        f"{table_name} has no commit with recorded input versions; build it with jobs/build_training_set.py"
+    )

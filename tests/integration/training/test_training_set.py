@@ -11,8 +11,8 @@ from reelhouse.features.gold import feature_table
 from reelhouse.features.registry import feature_names
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.silver.tables import SILVER_EVENTS
-from reelhouse.training.columns import FEATURE_TIME_COLUMNS
-from reelhouse.training.dataset import ENTITIES, build_training_set, training_set_lineage
+from reelhouse.training.columns import FEATURE_TIME_COLUMNS, SPLITS
+from reelhouse.training.dataset import ENTITIES, attributed_impressions, build_training_set, training_set_lineage
 from tests.integration.conftest import build_test_config
 
 pytestmark = pytest.mark.integration
@@ -118,9 +118,11 @@ def test_features_come_from_the_latest_feature_time_at_or_before_the_impression(
     assert rows["r-stale"]["video_impressions_1h"] is None and rows["r-stale"]["video_feature_time"] is None
     assert rows["r-stale"]["user_events_1d"] == 5
 
-    for row in rows.values():
+    for request, row in rows.items():
         for column in FEATURE_TIME_COLUMNS:
             assert row[column] is None or row[column] <= row["impression_time"]
+        if request != "r-at-12":  # every other impression was known before 12:00
+            assert 999 not in (row["video_impressions_1h"], row["user_events_1d"], row["user_topic_plays_7d"])
 
 
 def test_labels_come_from_the_outcomes_of_the_same_request_within_the_window(spark, config, lake):
@@ -163,7 +165,10 @@ def test_labels_come_from_the_outcomes_of_the_same_request_within_the_window(spa
         play("p9", "r9", "u1", "v9", at(2), 5_000),
     ])
 
+    conf = "spark.sql.requireAllClusterKeysForCoPartition"
+    before = spark.conf.get(conf, None)
     result = build_training_set(spark, config, H10, at(60))
+    assert spark.conf.get(conf, None) == before  # the build's own setting does not leak into the session
 
     rows = built_rows(lake, config)
     assert set(rows) == {"r1", "r2", "r3", "r4", "r5", "r6", "r7", "r9"}
@@ -185,6 +190,13 @@ def test_labels_come_from_the_outcomes_of_the_same_request_within_the_window(spa
     assert (rows["r1"]["position"], rows["r1"]["hour_of_day"], rows["r1"]["device_os"]) == (3, 10, "ios")
     assert (rows["r1"]["topic"], rows["r1"]["user_country"], rows["r1"]["user_age_group"]) == ("pets", "US", "18-24")
 
+    # The transform alone, shuffled as Spark chooses (the build partitions by user): same labels.
+    silver = lake.read(spark, SILVER_EVENTS.name)
+    alone = {r["request_id"]: r for r in attributed_impressions(silver, H10, at(60), 1_800, 0.5).collect()}
+    assert {k: (r["label"], r["watch_ratio"]) for k, r in alone.items()} == {
+        k: (r["label"], r["watch_ratio"]) for k, r in rows.items()
+    }
+
 
 def test_split_by_time_lineage_and_rebuild(spark, config, lake):
     # 100 impressions a minute apart, plus 5 more sharing one timestamp near the test cut.
@@ -197,7 +209,7 @@ def test_split_by_time_lineage_and_rebuild(spark, config, lake):
 
     built = built_rows(lake, config)
     assert len(built) == 105 and sum(first.rows.values()) == 105
-    by_split = {s: [r["impression_time"] for r in built.values() if r["split"] == s] for s in ("train", "valid", "test")}
+    by_split = {s: [r["impression_time"] for r in built.values() if r["split"] == s] for s in SPLITS}
     assert {s: len(times) for s, times in by_split.items()} == first.rows
     assert max(by_split["train"]) < min(by_split["valid"]) and max(by_split["valid"]) < min(by_split["test"])
     assert 5 <= first.rows["test"] <= 20 and 5 <= first.rows["valid"] <= 20
@@ -206,8 +218,8 @@ def test_split_by_time_lineage_and_rebuild(spark, config, lake):
     versions = {SILVER_EVENTS.name: lake.version(SILVER_EVENTS.name)}
     versions |= {feature_table(e).name: lake.version(feature_table(e).name) for e in ENTITIES}
     assert first.input_versions == versions
-    assert training_set_lineage(lake, config.training.table) == versions
     assert first.version == lake.version(config.training.table)
+    assert training_set_lineage(lake, config.training.table) == {config.training.table: first.version, **versions}
 
     # New silver data outside the interval: the rebuild has the same rows and a new silver version.
     add(lake, SILVER_EVENTS, [impression("late", "r-late", "u1", "v1", at(200))])
