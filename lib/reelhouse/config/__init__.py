@@ -2,6 +2,10 @@
 
 from reelhouse.config.loader import ENV_PREFIX, load_config
 from reelhouse.config.models import (
+    ExperimentConfig,
+    OrchestrationConfig,
+    ServingConfig,
+    VariantConfig,
     IngestConfig,
     KafkaConfig,
     LakeConfig,
@@ -18,6 +22,10 @@ from reelhouse.config.models import (
 )
 
 __all__ = [
+    "ExperimentConfig",
+    "OrchestrationConfig",
+    "ServingConfig",
+    "VariantConfig",
     "ENV_PREFIX",
     "IngestConfig",
     "KafkaConfig",

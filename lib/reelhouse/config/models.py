@@ -391,6 +391,97 @@ class RecallConfig(_Model):
     seed: int = Field(7, description="Seed of ALS and of exploration picks.")
 
 
+class OrchestrationConfig(_Model):
+    """What the Airflow DAGs read besides the jobs' own sections (``airflow/dags``)."""
+
+    streams: list[Literal["ingest", "speed"]] = Field(
+        default_factory=lambda: ["ingest", "speed"],
+        description="Long-running streams `reelhouse_streaming` supervises (starts when dead, checks lag).",
+    )
+    max_stream_lag: int = Field(
+        500_000, ge=0, description="Kafka messages a stream may be behind (end minus committed offsets) before the lag check fails."
+    )
+    retries: int = Field(2, ge=2, description="Retries of every DAG task.")
+    retry_delay_s: float = Field(120.0, ge=0, description="Wait before a task's first retry (doubles with each retry).")
+    training_days: int = Field(
+        1, ge=1, description="UTC days of impressions (ending with the run's day) the daily training set covers."
+    )
+
+
+class StageBudgets(_Model):
+    """Per-stage time budgets of a feed request; a stage over budget degrades, it never blocks."""
+
+    recall_ms: float = Field(15.0, gt=0, description="Candidate retrieval.")
+    features_ms: float = Field(15.0, gt=0, description="The batched online-store read.")
+    rank_ms: float = Field(25.0, gt=0, description="Scoring the candidates with the ranker.")
+
+
+class ServingConfig(_Model):
+    """The For-You feed service (`reelhouse serve`)."""
+
+    host: str = Field("127.0.0.1", description="Bind address; loopback unless deliberately exposed.")
+    port: int = Field(8000, ge=1, le=65_535, description="HTTP port.")
+    token: str | None = Field(
+        None,
+        description="Bearer token of the write endpoints (POST /v1/events); set it in a git-ignored file or "
+        "REELHOUSE__SERVING__TOKEN. The service refuses to start without one.",
+    )
+    ranker_alias: str = Field("champion", description="Registry alias of `training.registered_model` the default feed ranks with.")
+    alias_poll_s: float = Field(10.0, gt=0, description="How often the service checks whether a ranker alias moved.")
+    tables_poll_s: float = Field(60.0, gt=0, description="How often the service checks for new candidate / neighbour tables.")
+    default_k: int = Field(10, ge=1, le=100, description="Videos per feed page when the request gives no `k`.")
+    max_k: int = Field(50, ge=1, le=500, description="Largest `k` a request may ask for.")
+    candidates: int = Field(300, ge=1, le=5_000, description="Candidates recalled and ranked per request.")
+    max_per_topic: int = Field(3, ge=1, description="Diversity cap: videos of one topic in a page.")
+    max_per_creator: int = Field(2, ge=1, description="Diversity cap: videos of one creator in a page.")
+    exploration_slots: int = Field(1, ge=0, description="Page slots kept for new videos (exploration).")
+    seen_ttl_h: float = Field(72.0, gt=0, description="How long shown or watched videos stay excluded from a user's feed.")
+    seen_max: int = Field(2_000, ge=1, description="Most recent shown or watched videos remembered per user.")
+    budgets: StageBudgets = Field(default_factory=StageBudgets)
+    max_in_flight: int = Field(64, ge=1, description="Feed requests in progress at once; beyond, 503 with Retry-After.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After of an overload 503.")
+    max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest accepted request body.")
+    max_events_per_request: int = Field(1_000, ge=1, description="Most events one POST /v1/events may carry.")
+
+
+class VariantConfig(_Model):
+    """One arm of an experiment: how its feed is recalled and ranked."""
+
+    name: str = Field(pattern=r"^[a-z0-9_\-]{1,24}$", description="Variant name, stamped on impressions as `<experiment>:<name>`.")
+    share: float = Field(gt=0, le=1, description="Share of the experiment's users; the shares of an experiment sum to 1.")
+    ranker: str = Field(
+        "alias:champion",
+        pattern=r"^(alias:[A-Za-z0-9_\-]+|version:[0-9]+|popularity|random)$",
+        description="`alias:<name>` or `version:<n>` of the registered ranker, `popularity` (trending score) or "
+        "`random` (a random order).",
+    )
+    recall_sources: list[str] | None = Field(
+        None, description="Recall sources this variant uses (null: every source in the candidates table)."
+    )
+
+
+class ExperimentConfig(_Model):
+    """An A/B test: users are bucketed by a salted hash of their id, so a user stays in one variant."""
+
+    name: str = Field(pattern=r"^[a-z0-9_\-]{1,32}$", description="Experiment name.")
+    salt: str | None = Field(None, description="Bucketing salt (default: the name); change it to reshuffle users.")
+    start: str | None = Field(None, description="ISO-8601 UTC start; null: already running.")
+    end: str | None = Field(None, description="ISO-8601 UTC end; null: open-ended.")
+    traffic: float = Field(1.0, gt=0, le=1, description="Share of all users in the experiment; the others get the default feed.")
+    variants: list[VariantConfig] = Field(min_length=2)
+
+    @field_validator("variants")
+    @classmethod
+    def _shares_sum_to_one(cls, variants: list[VariantConfig]) -> list[VariantConfig]:
+        total = sum(v.share for v in variants)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"variant shares sum to {total}, not 1")
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names repeat: {names}")
+        return variants
+
+
 class ReelhouseConfig(_Model):
     env: str = Field("local", description="Name of the environment, shown in logs and summaries.")
     data_dir: Path = Field(Path(".reelhouse"), description="Root of everything the local defaults write.")
@@ -407,3 +498,8 @@ class ReelhouseConfig(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     recall: RecallConfig = Field(default_factory=RecallConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    experiments: list[ExperimentConfig] = Field(
+        default_factory=list, description="A/B tests of the feed; a user is in at most one running experiment."
+    )
