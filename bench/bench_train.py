@@ -43,7 +43,7 @@ from bench_features import NETWORK_WEIGHTS, NETWORKS, _prefixed, _utc, _weights,
 
 from reelhouse.config import ReelhouseConfig, load_config  # noqa: E402
 from reelhouse.features.gold import feature_table  # noqa: E402
-from reelhouse.features.registry import ENTITY_KEYS, feature_names  # noqa: E402
+from reelhouse.features.registry import ENTITY_KEYS  # noqa: E402
 from reelhouse.jobs import configure_logging  # noqa: E402
 from reelhouse.lake import Lake  # noqa: E402
 from reelhouse.silver.tables import SILVER_EVENTS  # noqa: E402

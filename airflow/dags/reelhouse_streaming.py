@@ -12,9 +12,9 @@ Every five minutes, for each long-running stream â€” **ingest_events** (Kafka â†
    broker's end offsets minus the offsets of the last committed micro-batch in its checkpoint).
    Above the bound the task fails at once, without retries: that failure is the alert.
 
-Variables: `reelhouse_streams` (comma-separated streams to supervise; default both) and
-`reelhouse_max_stream_lag` (records; default one micro-batch's cap, the stream's
-`max_offsets_per_trigger`). The broker must be up (`make stack-up` locally).
+Config (`orchestration` section): `streams` (which streams to supervise; default both) and
+`max_stream_lag` (records; default one micro-batch's cap, the stream's `max_offsets_per_trigger`).
+The broker must be up (`make stack-up` locally).
 """
 
 from __future__ import annotations
@@ -28,29 +28,25 @@ from reelhouse.orchestration.settings import START_DATE, default_args
 STREAMS = ("ingest_events", "stream_features")
 
 
-def _selected(stream: str) -> bool:
-    from airflow.sdk import Variable
+def _skip_unless_selected(config, stream: str) -> None:  # noqa: ANN001 - a ReelhouseConfig
+    from airflow.sdk.exceptions import AirflowSkipException
 
-    from reelhouse.orchestration.settings import STREAMS_VARIABLE
-
-    chosen = Variable.get(STREAMS_VARIABLE, default=None)
-    return chosen is None or stream in {name.strip() for name in chosen.split(",")}
+    if stream not in config.orchestration.streams:
+        raise AirflowSkipException(f"{stream} is not in the config's orchestration.streams")
 
 
 @task
 def supervise(stream: str) -> dict:
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowSkipException
 
     from reelhouse.config import load_config
     from reelhouse.orchestration.connections import spark_master
     from reelhouse.orchestration.settings import SPARK_CONN_ID, config_path
     from reelhouse.orchestration.streams import supervise_stream
 
-    if not _selected(stream):
-        raise AirflowSkipException(f"{stream} is not in the Variable reelhouse_streams")
     path = config_path()
     config = load_config(path)
+    _skip_unless_selected(config, stream)
     try:
         conn = BaseHook.get_connection(SPARK_CONN_ID)
         master = spark_master(conn.conn_type, conn.host, conn.port)
@@ -61,17 +57,15 @@ def supervise(stream: str) -> dict:
 
 @task
 def check_lag(stream: str) -> dict:
-    from airflow.sdk import Variable
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from reelhouse.config import load_config
-    from reelhouse.orchestration.lag import max_lag_default, measure_stream_lag
-    from reelhouse.orchestration.settings import MAX_LAG_VARIABLE, config_path
+    from reelhouse.orchestration.lag import max_lag_bound, measure_stream_lag
+    from reelhouse.orchestration.settings import config_path
 
-    if not _selected(stream):
-        raise AirflowSkipException(f"{stream} is not in the Variable reelhouse_streams")
     config = load_config(config_path())
-    bound = int(Variable.get(MAX_LAG_VARIABLE, default=None) or max_lag_default(config, stream))
+    _skip_unless_selected(config, stream)
+    bound = max_lag_bound(config, stream)
     lag = measure_stream_lag(config, stream)
     if lag.total > bound:
         raise AirflowFailException(

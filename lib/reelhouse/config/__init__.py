@@ -3,22 +3,22 @@
 from reelhouse.config.loader import ENV_PREFIX, load_config
 from reelhouse.config.models import (
     ExperimentConfig,
-    OrchestrationConfig,
-    ServingConfig,
-    VariantConfig,
     IngestConfig,
     KafkaConfig,
     LakeConfig,
     MlflowConfig,
     OnlineStoreConfig,
+    OrchestrationConfig,
     RecallConfig,
     ReelhouseConfig,
+    ServingConfig,
     SimulatorConfig,
     SparkConfig,
     SpeedConfig,
     StackConfig,
     TopicConfig,
     TrainingConfig,
+    VariantConfig,
 )
 
 __all__ = [

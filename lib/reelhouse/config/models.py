@@ -394,17 +394,18 @@ class RecallConfig(_Model):
 class OrchestrationConfig(_Model):
     """What the Airflow DAGs read besides the jobs' own sections (``airflow/dags``)."""
 
-    streams: list[Literal["ingest", "speed"]] = Field(
-        default_factory=lambda: ["ingest", "speed"],
+    streams: list[Literal["ingest_events", "stream_features"]] = Field(
+        default_factory=lambda: ["ingest_events", "stream_features"],
         description="Long-running streams `reelhouse_streaming` supervises (starts when dead, checks lag).",
     )
-    max_stream_lag: int = Field(
-        500_000, ge=0, description="Kafka messages a stream may be behind (end minus committed offsets) before the lag check fails."
+    max_stream_lag: int | None = Field(
+        None,
+        ge=0,
+        description="Kafka records a stream may be behind (end minus committed offsets) before its lag check "
+        "fails; null: one micro-batch's cap, the stream's max_offsets_per_trigger.",
     )
-    retries: int = Field(2, ge=2, description="Retries of every DAG task.")
-    retry_delay_s: float = Field(120.0, ge=0, description="Wait before a task's first retry (doubles with each retry).")
     training_days: int = Field(
-        1, ge=1, description="UTC days of impressions (ending with the run's day) the daily training set covers."
+        1, ge=1, description="UTC days of impressions, ending with the run's day, the daily training set covers."
     )
 
 

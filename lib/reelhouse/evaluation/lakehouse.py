@@ -73,11 +73,16 @@ def _pairs(events: DataFrame, start: dt.datetime, end: dt.datetime) -> tuple[np.
 
 
 def evaluation_data_from_lake(
-    spark: SparkSession, config: ReelhouseConfig, policy: SplitPolicy = SplitPolicy()
+    spark: SparkSession, config: ReelhouseConfig, policy: SplitPolicy = SplitPolicy(), end: dt.datetime | None = None
 ) -> EvaluationData:
-    """Evaluation data of the lake's ``silver_events`` (and ``dim_videos``, embeddings if configured)."""
+    """Evaluation data of the lake's ``silver_events`` (and ``dim_videos``, embeddings if configured),
+    of the events before ``end`` if given (a scheduled run evaluates its interval, whatever came later)."""
+    from pyspark.sql import functions as F
+
     lake = Lake(config.lake, native=config.spark.delta_format == "native")
     events = lake.read(spark, SILVER_EVENTS.name).select(*EVENT_COLUMNS)
+    if end is not None:
+        events = events.where(F.col("event_time") < F.lit(end))
     items = lake.to_arrow(DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"]) if lake.exists(DIM_VIDEOS.name) else None
     recall = config.recall
     vectors = (
@@ -86,7 +91,9 @@ def evaluation_data_from_lake(
         if recall.embeddings_path else None
     )
     data = evaluation_data_from_events(events, recall, items, vectors, policy)
-    data.description["source"] = f"lake {SILVER_EVENTS.name} (version {lake.version(SILVER_EVENTS.name)})"
+    data.description["source"] = f"lake {SILVER_EVENTS.name} (version {lake.version(SILVER_EVENTS.name)})" + (
+        f", events before {end.isoformat()}" if end is not None else ""
+    )
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 
 
@@ -17,8 +18,19 @@ def k_values(text: str) -> tuple[int, ...]:
     return values
 
 
+def utc_time(text: str) -> dt.datetime:
+    """An ISO 8601 time; one without a zone is UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time such as 2026-11-21T00:00:00+00:00, got {text!r}") from e
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (default: the lake's silver events, the last day held out)")
+    data.add_argument("--end", type=utc_time, default=None,
+                      help="lake only: evaluate events before this ISO time (default: all); the last day before it is held out")
     data.add_argument("--interactions", default=None, help="CSV or Parquet interaction log to evaluate on instead")
     data.add_argument("--user-col", default="user_id", help="user column of the log (default: user_id)")
     data.add_argument("--item-col", default="item_id", help="item column of the log (default: item_id)")

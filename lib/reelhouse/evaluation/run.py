@@ -9,6 +9,7 @@ A SparkSession is only started when needed (ALS, or reading the lake).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class EvaluateOptions:
     output_dir: Path | None = None  # default: <data_dir>/evaluation
     max_users: int | None = None
     pipeline: bool = True
+    end: dt.datetime | None = None  # lake only: events before this time (default: all)
 
 
 @dataclass
@@ -98,7 +100,7 @@ def run_evaluation(
     else:
         from reelhouse.evaluation.lakehouse import evaluation_data_from_lake
 
-        data = evaluation_data_from_lake(spark(), config, options.split)
+        data = evaluation_data_from_lake(spark(), config, options.split, end=options.end)
         details = {"data": data.description.get("source"), **{k: v for k, v in data.description.items() if k != "source"}}
 
     needs_spark = config.recall.quotas.get("als", 0) > 0
@@ -129,4 +131,5 @@ def options_from_args(args: argparse.Namespace) -> EvaluateOptions:
         output_dir=args.output_dir,
         max_users=args.max_users,
         pipeline=args.pipeline,
+        end=args.end,
     )

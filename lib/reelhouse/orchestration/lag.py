@@ -155,7 +155,7 @@ def probed_end_offsets(
     reader = KafkaStreamReader(kafka_options(config, stream_settings(config, stream)))
     try:
         # The source's own probe (the same one every micro-batch runs), so lag and reads agree.
-        ends, _ = reader._probe_tail({topic: low}, {topic: reported})
+        ends, _ = reader.probe_tail({topic: low}, {topic: reported})
     finally:
         reader.stop()
     return ends[topic]
@@ -172,6 +172,12 @@ def stream_settings(config: ReelhouseConfig, stream: str) -> IngestConfig | Spee
 def max_lag_default(config: ReelhouseConfig, stream: str) -> int:
     """One micro-batch's cap: a backlog beyond it cannot be read by the next trigger any more."""
     return stream_settings(config, stream).max_offsets_per_trigger or DEFAULT_MAX_LAG
+
+
+def max_lag_bound(config: ReelhouseConfig, stream: str) -> int:
+    """The lag the streaming DAG tolerates: ``orchestration.max_stream_lag``, else one micro-batch's cap."""
+    configured = config.orchestration.max_stream_lag
+    return configured if configured is not None else max_lag_default(config, stream)
 
 
 def measure_stream_lag(config: ReelhouseConfig, stream: str, probe_tail: bool = True) -> StreamLag:

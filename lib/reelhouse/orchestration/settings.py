@@ -18,8 +18,6 @@ from typing import Any
 CONFIG_VARIABLE = "reelhouse_config"
 CONFIG_ENV = "REELHOUSE_CONFIG"
 PROJECT_DIR_ENV = "REELHOUSE_PROJECT_DIR"
-STREAMS_VARIABLE = "reelhouse_streams"  # comma-separated streams to supervise (default: all)
-MAX_LAG_VARIABLE = "reelhouse_max_stream_lag"  # records; default: the stream's max_offsets_per_trigger
 SPARK_CONN_ID = "spark_default"
 OWNER = "reelhouse"
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -63,7 +61,7 @@ def config_path() -> str:
 
 def config_template() -> str:
     """The same choice as :func:`config_path` as a Jinja expression, for templated operator fields."""
-    return "{{ var.value.get(%r, %r) }}" % (CONFIG_VARIABLE, default_config_path())
+    return f"{{{{ var.value.get({CONFIG_VARIABLE!r}, {default_config_path()!r}) }}}}"
 
 
 def _absolute(path: str) -> str:
@@ -100,6 +98,14 @@ def interval_macros(period: str) -> dict[str, Any]:
         return run_interval(start, end, run_after, period)[1].isoformat()
 
     return {"run_start": run_start, "run_end": run_end}
+
+
+def training_days() -> int:
+    """``orchestration.training_days`` of the task's config (a template macro: called while a task
+    renders its arguments, never while the DAG file is parsed)."""
+    from reelhouse.config import load_config
+
+    return load_config(config_path()).orchestration.training_days
 
 
 RUN_START = "{{ run_start(data_interval_start, data_interval_end, dag_run.run_after) }}"

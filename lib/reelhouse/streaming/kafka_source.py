@@ -153,7 +153,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 low[topic][str(p)], high[topic][str(p)] = lo, hi
         return low, high
 
-    def _probe_tail(self, low: OffsetMap, reported: OffsetMap) -> tuple[OffsetMap, set[tuple[str, str]]]:
+    def probe_tail(self, low: OffsetMap, reported: OffsetMap) -> tuple[OffsetMap, set[tuple[str, str]]]:
         """The real end of each partition, which the broker may report short.
 
         The local broker's reported end can lag the records it holds, and it answers a fetch
@@ -213,7 +213,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def _latest(self, watermarks: tuple[OffsetMap, OffsetMap] | None = None) -> OffsetMap:
         low, high = watermarks or self._watermarks()
-        ends, self._confirmed_ends = self._probe_tail(low, high)
+        ends, self._confirmed_ends = self.probe_tail(low, high)
         return ends
 
     def _check_not_behind(self, start: OffsetMap, latest: OffsetMap) -> None:

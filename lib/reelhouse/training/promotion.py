@@ -17,6 +17,7 @@ its model version and, given the training run, as ``promotion.json`` on that run
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -72,6 +73,9 @@ class PromotionDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _finite_or_none(value) for key, value in asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     def tags(self) -> dict[str, str]:
         """``promotion.<field>`` run tags (MLflow tag values are strings; absent values are left out)."""
@@ -191,4 +195,57 @@ def promote_if_better(
     if parent_run_id is not None:
         client.log_dict(parent_run_id, decision.to_dict(), "promotion.json")
     log.info("%s v%d (%s): %s; %s", name, candidate.version, candidate.kind, decision.decision, reason)
+    return decision
+
+
+def promote_versions(config: ReelhouseConfig, versions: Sequence[int]) -> PromotionDecision:
+    """Gate registered ``versions`` trained separately (the daily DAG's parallel training tasks).
+
+    Every version must come from the same training-set snapshot (the ``training_set_version``
+    tag of its run); that snapshot's test split is what the champion is scored on, and each
+    candidate's score is the metric its run logged on it. The decision is then confirmed by
+    reading the aliases back from the registry.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from reelhouse.tracking import configure_mlflow
+    from reelhouse.training.ranker import read_training_set, split_training_set
+
+    if not versions:
+        raise ReelhouseError("promote: give at least one registered version")
+    configure_mlflow(config)
+    client = MlflowClient()
+    training = config.training
+    name, metric = training.registered_model, training.promotion_metric
+    candidates, snapshots = [], set()
+    for version in dict.fromkeys(int(v) for v in versions):
+        try:
+            model_version = client.get_model_version(name, str(version))
+            run = client.get_run(model_version.run_id)
+        except MlflowException as e:
+            raise ReelhouseError(f"{name} v{version} cannot be read from the registry: {e}") from e
+        score = run.data.metrics.get(metric)
+        if score is None:
+            raise ReelhouseError(f"{name} v{version}: its run {run.info.run_id} logged no {metric}")
+        snapshots.add((run.data.tags.get("training_set_table"), run.data.tags.get("training_set_version")))
+        kind = model_version.tags.get("model_kind") or run.data.tags.get("model_kind", "unknown")
+        candidates.append(Candidate(kind, version, run.info.run_id, float(score)))
+    if len(snapshots) != 1 or None in next(iter(snapshots)):
+        raise ReelhouseError(
+            f"versions {list(versions)} were not trained on one recorded training-set snapshot ({sorted(map(str, snapshots))}); "
+            "gate versions of one training run together"
+        )
+    table, table_version = next(iter(snapshots))
+    if table != training.table:
+        config = config.model_copy(update={"training": training.model_copy(update={"table": table})})
+    rows, _ = read_training_set(config, int(table_version))
+    test = split_training_set(rows, config.training).test
+    decision = promote_if_better(config, candidates, test, parent_run_id=candidates[0].run_id, client=client)
+    aliases = client.get_registered_model(name).aliases
+    if int(aliases.get(CHAMPION, -1)) != decision.champion_version:
+        raise ReelhouseError(
+            f"{name}@{CHAMPION} is {aliases.get(CHAMPION)!r} after the gate decided v{decision.champion_version}; "
+            "did another promotion run at the same time?"
+        )
     return decision

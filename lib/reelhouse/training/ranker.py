@@ -19,7 +19,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,7 +290,7 @@ class TrainResult:
     lineage: dict[str, Any]
     models: dict[str, RankerRun]
     popularity: dict[str, float]  # baseline metrics, ``<split>_<metric>``
-    promotion: PromotionDecision
+    promotion: PromotionDecision | None  # None: trained without the gate (``promote=False``)
 
     @property
     def popularity_test(self) -> dict[str, float]:
@@ -314,7 +314,7 @@ class TrainResult:
                 for kind, run in self.models.items()
             },
             "popularity": {k: v for k, v in self.popularity.items() if k.startswith("test_")},
-            "promotion": self.promotion.to_dict(),
+            "promotion": None if self.promotion is None else self.promotion.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -436,16 +436,27 @@ def _train_and_log(
 
 
 def train_rankers(
-    config: ReelhouseConfig, training_set: pd.DataFrame | pa.Table, lineage: Mapping[str, Any]
+    config: ReelhouseConfig,
+    training_set: pd.DataFrame | pa.Table,
+    lineage: Mapping[str, Any],
+    kinds: Sequence[str] | None = None,
+    promote: bool = True,
 ) -> TrainResult:
-    """Fit, measure, log and register both rankers on ``training_set``, then run the promotion gate.
+    """Fit, measure, log and register the rankers ``kinds`` (default: all of :data:`RANKERS`) on
+    ``training_set``, then, with ``promote``, run the promotion gate over them.
 
     ``training_set`` holds rows of ``config.training.table`` (every split); ``lineage`` maps the
     Delta tables it came from, itself included, to the versions read (``{"training_set": 3,
-    "silver_events": 12, ...}``) and is recorded on every run.
+    "silver_events": 12, ...}``) and is recorded on every run. Without ``promote`` the versions
+    are only registered: :func:`reelhouse.training.promotion.promote_versions` gates them later
+    (the daily DAG trains each kind in a task of its own, then promotes in one step).
     """
     import mlflow
 
+    kinds = list(RANKERS) if kinds is None else list(dict.fromkeys(kinds))
+    unknown = [kind for kind in kinds if kind not in RANKERS]
+    if unknown or not kinds:
+        raise ReelhouseError(f"unknown ranker kinds {unknown}; expected some of {sorted(RANKERS)}")
     training = config.training
     splits = split_training_set(training_set, training)
     experiment_id = configure_mlflow(config)
@@ -476,14 +487,16 @@ def train_rankers(
         mlflow.log_dict(config_dump(config), "config.json")
         runs = {
             kind: _train_and_log(kind, splits, config, tags, run_params, popularity, popularity_metrics)
-            for kind in RANKERS
+            for kind in kinds
         }
-        metric = training.promotion_metric
-        candidates = [Candidate(run.kind, run.version, run.run_id, run.metrics[metric]) for run in runs.values()]
-        decision = promote_if_better(config, candidates, splits.test, parent_run_id=parent.info.run_id)
-        mlflow.set_tags(
-            {"promotion.decision": decision.decision, "promotion.champion_version": str(decision.champion_version)}
-        )
+        decision = None
+        if promote:
+            metric = training.promotion_metric
+            candidates = [Candidate(run.kind, run.version, run.run_id, run.metrics[metric]) for run in runs.values()]
+            decision = promote_if_better(config, candidates, splits.test, parent_run_id=parent.info.run_id)
+            mlflow.set_tags(
+                {"promotion.decision": decision.decision, "promotion.champion_version": str(decision.champion_version)}
+            )
 
     return TrainResult(
         experiment_id=experiment_id,
@@ -524,11 +537,9 @@ def recorded_lineage(lake: Lake, table: str, version: int) -> dict[str, int]:
     )
 
 
-def train_from_lake(config: ReelhouseConfig, table: str | None = None, version: int | None = None) -> TrainResult:
-    """Train on the training-set Delta table ``table`` (default ``training.table``) at ``version``
-    (default: its current version, pinned before reading so lineage and rows agree)."""
-    if table is not None and table != config.training.table:
-        config = config.model_copy(update={"training": config.training.model_copy(update={"table": table})})
+def read_training_set(config: ReelhouseConfig, version: int | None = None) -> tuple[pa.Table, dict[str, int]]:
+    """The rows rankers need of ``training.table`` at ``version`` (default: current, pinned before
+    reading so lineage and rows agree) and the lineage its build recorded."""
     table = config.training.table
     lake = Lake(config.lake)
     version = lake.version(table) if version is None else version
@@ -537,4 +548,19 @@ def train_from_lake(config: ReelhouseConfig, table: str | None = None, version: 
     rows = lake.to_arrow(table, version=version, columns=list(dict.fromkeys(wanted)))
     lineage = recorded_lineage(lake, table, version)
     log.info("read %s v%d: %d rows; lineage %s", table, version, rows.num_rows, lineage)
-    return train_rankers(config, rows, lineage)
+    return rows, lineage
+
+
+def train_from_lake(
+    config: ReelhouseConfig,
+    table: str | None = None,
+    version: int | None = None,
+    kinds: Sequence[str] | None = None,
+    promote: bool = True,
+) -> TrainResult:
+    """Train on the training-set Delta table ``table`` (default ``training.table``) at ``version``
+    (default: its current version); ``kinds`` and ``promote`` as in :func:`train_rankers`."""
+    if table is not None and table != config.training.table:
+        config = config.model_copy(update={"training": config.training.model_copy(update={"table": table})})
+    rows, lineage = read_training_set(config, version)
+    return train_rankers(config, rows, lineage, kinds, promote)

@@ -1,7 +1,7 @@
 """The streaming DAG under ``airflow dags test``: it starts a stream and alerts on its lag.
 
-Only ``ingest_events`` is supervised here (Variable ``reelhouse_streams``), with a lag bound of
-zero records (Variable ``reelhouse_max_stream_lag``): right after its start the stream has read
+Only ``ingest_events`` is supervised here (``orchestration.streams``), with a lag bound of
+zero records (``orchestration.max_stream_lag``, both set through the environment): right after its start the stream has read
 nothing of the 300 messages waiting, so the lag task must fail, and fail without retrying.
 """
 
@@ -26,8 +26,8 @@ def test_streaming_dag_starts_the_stream_and_fails_its_lag_check(stream_config, 
     home = tmp_path / "airflow"
     home.mkdir()
     env = airflow_env(config, Path(config_path), home)
-    env["AIRFLOW_VAR_REELHOUSE_STREAMS"] = "ingest_events"
-    env["AIRFLOW_VAR_REELHOUSE_MAX_STREAM_LAG"] = "0"
+    env["REELHOUSE__ORCHESTRATION__STREAMS"] = '["ingest_events"]'
+    env["REELHOUSE__ORCHESTRATION__MAX_STREAM_LAG"] = "0"
     migrate(env, home)
     when = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     result = subprocess.run(

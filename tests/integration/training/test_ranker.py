@@ -233,3 +233,39 @@ def test_recorded_lineage_is_the_one_of_the_build_that_wrote_the_version(tmp_pat
     commit({"reelhouse.maintenance": "compact"})  # v2: same rows, no inputs of its own
     assert recorded_lineage(lake, "sets", 0) == {"silver_events": 1, "sets": 0}
     assert recorded_lineage(lake, "sets", 2) == {"silver_events": 2, "sets": 2}
+
+
+def test_rankers_trained_apart_are_gated_together(config, training_set, second):
+    """The daily DAG's way: each kind trained in a step of its own without the gate, then one promotion."""
+    from mlflow import MlflowClient
+
+    from reelhouse.errors import ReelhouseError
+    from reelhouse.training.promotion import promote_versions
+
+    lake = Lake(config.lake)
+    write_deltalake(
+        lake.uri(config.training.table),
+        pa.Table.from_pandas(training_set, preserve_index=False),
+        mode="overwrite",
+        commit_properties=CommitProperties(custom_metadata={INPUT_VERSIONS_KEY: json.dumps({"silver_events": 14})}),
+    )
+    before = dict(MlflowClient().get_registered_model(MODEL).aliases)
+    trained = [train_from_lake(config, kinds=[kind], promote=False) for kind in (LIGHTGBM, LOGISTIC_REGRESSION)]
+    assert all(result.promotion is None and list(result.models) == [kind]
+               for result, kind in zip(trained, (LIGHTGBM, LOGISTIC_REGRESSION)))  # fmt: skip
+    assert dict(MlflowClient().get_registered_model(MODEL).aliases) == before  # registered only
+
+    versions = [result.models[kind].version for result, kind in zip(trained, (LIGHTGBM, LOGISTIC_REGRESSION))]
+    with pytest.raises(ReelhouseError, match="not trained on one recorded training-set snapshot"):
+        promote_versions(config, [versions[0], second[0].models[LIGHTGBM].version])
+
+    decision = promote_versions(config, versions)
+    # The champion is a model fitted on shuffled labels: the better of the honest ones beats it.
+    scores = {result.models[kind].version: result.models[kind].metrics["test_auc"]
+              for result, kind in zip(trained, (LIGHTGBM, LOGISTIC_REGRESSION))}  # fmt: skip
+    best, runner_up = sorted(scores, key=scores.get, reverse=True)
+    assert decision.promoted and decision.candidate_version == best
+    assert decision.previous_champion_version == int(before[CHAMPION])
+    aliases = MlflowClient().get_registered_model(MODEL).aliases
+    assert (int(aliases[CHAMPION]), int(aliases[CHALLENGER])) == (best, runner_up)
+    assert json.loads(decision.to_json())["champion_version"] == best
