@@ -16,7 +16,7 @@ export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 .PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
         cluster cluster-down \
         simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features \
-        bench-train train candidates evaluate mlflow airflow stop clean
+        bench-train train candidates evaluate mlflow airflow airflow-daily stop clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ mlflow: $(STAMP) ## Browse runs and the model registry of the MLflow store in th
 
 airflow: $(STAMP) ## Airflow (standalone) with the reelhouse DAGs in the background on http://127.0.0.1:8080; prints the login
 	@$(PY) -m reelhouse.orchestration airflow --config $(CONFIG) --port $(AIRFLOW_PORT)
+
+airflow-daily: $(STAMP) ## In the running Airflow (make airflow): unpause reelhouse_daily and wait for its run of the last whole day
+	@$(PY) -m reelhouse.orchestration run-daily --config $(CONFIG) --port $(AIRFLOW_PORT)
 
 stop: $(STAMP) ## Stop what make airflow and make mlflow started (and the streams the DAGs started)
 	@$(PY) -m reelhouse.orchestration stop --config $(CONFIG)

@@ -9,11 +9,13 @@ every model offline, prints what landed where, and stops what it started.
 
 The demo compresses time: its simulated clock runs ``DEMO_TIME_SCALE`` times faster than the
 wall clock, so the configured few seconds of traffic cover several hours, and hourly gold
-feature times precede most impressions (what point-in-time training needs).
+feature times precede most impressions (what point-in-time training needs). The simulated hours
+end at the last UTC midnight, so the day before is complete for the daily DAG.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -160,6 +162,10 @@ def _models(spark: object, config: ReelhouseConfig, start: dt.datetime, end: dt.
     return lines
 
 
+def _utc_ms(ms: int) -> str:
+    return f"{dt.datetime.fromtimestamp(ms / 1000, dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
 def _fmt(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -182,12 +188,18 @@ def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
     try:
         sim = config.simulator
         span_s = sim.duration_s * DEMO_TIME_SCALE
+        # The traffic ends at the last UTC midnight: the day before is then complete, so the daily
+        # DAG's next scheduled run (make airflow, make airflow-daily) rebuilds exactly that day.
+        end_ms = int(time.time() // 86_400 * 86_400_000)
+        start_ms = end_ms - int(span_s * 1000)
+        lag_s = time.time() - start_ms / 1000 + 3_600
         config = config.model_copy(
-            update={"simulator": sim.model_copy(update={"time_scale": DEMO_TIME_SCALE, "max_lag_s": span_s + 3_600})}
+            update={"simulator": sim.model_copy(update={"time_scale": DEMO_TIME_SCALE, "max_lag_s": lag_s})}
         )
-        log.info("[2/%d] simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours)",
-                 STEPS, sim.duration_s, sim.rate, span_s / 3600)
-        simulated = run_simulation(config, SimulationOptions.from_config(config))
+        log.info("[2/%d] simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours up to %s)",
+                 STEPS, sim.duration_s, sim.rate, span_s / 3600, _utc_ms(end_ms))
+        options = dataclasses.replace(SimulationOptions.from_config(config), start_time_ms=start_ms)
+        simulated = run_simulation(config, options)
         log.info("[3/%d] ingesting the topic into Delta (bronze + quarantine)", STEPS)
         from reelhouse.session import spark_session
         from reelhouse.streaming.ingest import run_ingestion

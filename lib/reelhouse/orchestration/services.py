@@ -13,6 +13,7 @@ and the MLflow UI, and only those.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -233,3 +235,83 @@ def stop_all(config: ReelhouseConfig) -> list[str]:
     if stop_mlflow_ui(config):
         stopped.append("mlflow ui")
     return stopped
+
+
+DAILY_DAG = "reelhouse_daily"
+
+
+class AirflowApi:
+    """A small client of the running Airflow's REST API (``/api/v2``), logged in as ``admin``."""
+
+    def __init__(self, url: str, username: str, password: str, timeout_s: float = 30.0) -> None:
+        self.url, self.timeout_s = url.rstrip("/"), timeout_s
+        body = json.dumps({"username": username, "password": password}).encode()
+        self.token = self._call("POST", "/auth/token", body, authorised=False)["access_token"]
+
+    def _call(self, method: str, path: str, body: bytes | None = None, authorised: bool = True) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if authorised:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            detail = e.read()[:500].decode(errors="replace")
+            raise StackError(f"Airflow API {method} {path}: HTTP {e.code} {detail}") from e
+
+    def get(self, path: str) -> dict:
+        return self._call("GET", path)
+
+    def patch(self, path: str, payload: dict) -> dict:
+        return self._call("PATCH", path, json.dumps(payload).encode())
+
+
+def run_daily(
+    config: ReelhouseConfig,
+    port: int = AIRFLOW_PORT,
+    timeout_s: float = 3600.0,
+    progress: Callable[[str], None] = _quiet,
+) -> dict:
+    """Unpause ``reelhouse_daily`` in the running Airflow and wait for the scheduler's run of the
+    last whole UTC day (with ``catchup`` off, unpausing schedules exactly that interval).
+
+    Returns the run's id, state, interval and task states. The DAG keeps its daily schedule
+    afterwards, as in production; pause it in the UI to stop that.
+    """
+    home = airflow_home(config)
+    password = admin_password(home)
+    if password is None or not _healthy(f"http://{HOST}:{port}/api/v2/monitor/health"):
+        raise StackError(f"Airflow is not running on {HOST}:{port}: start it with make airflow")
+    api = AirflowApi(f"http://{HOST}:{port}", ADMIN, password)
+    deadline = time.monotonic() + timeout_s
+    progress(f"unpausing {DAILY_DAG} ")
+    while True:  # the DAG processor stores the DAG some seconds after a first start
+        try:
+            api.patch(f"/api/v2/dags/{DAILY_DAG}", {"is_paused": False})
+            break
+        except StackError as e:
+            if "404" not in str(e) or time.monotonic() > deadline:
+                raise
+            progress(".")
+            time.sleep(3)
+    end = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    progress(f"\nwaiting for the scheduler's run of [{end - dt.timedelta(days=1):%Y-%m-%d}, {end:%Y-%m-%d}) ")
+    while True:
+        runs = api.get(f"/api/v2/dags/{DAILY_DAG}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+        run = next((r for r in runs if r.get("data_interval_end") and dt.datetime.fromisoformat(r["data_interval_end"]) == end), None)
+        if run is not None and run["state"] in ("success", "failed"):
+            break
+        if time.monotonic() > deadline:
+            raise StackError(f"the {DAILY_DAG} run of the day before {end:%Y-%m-%d} did not finish within {timeout_s:.0f} s")
+        progress(".")
+        time.sleep(10)
+    progress(" done\n")
+    tasks = api.get(f"/api/v2/dags/{DAILY_DAG}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/taskInstances")
+    return {
+        "dag_id": DAILY_DAG,
+        "run_id": run["dag_run_id"],
+        "state": run["state"],
+        "data_interval": [run["data_interval_start"], run["data_interval_end"]],
+        "tasks": {t["task_id"]: t["state"] for t in tasks["task_instances"]},
+    }
