@@ -428,6 +428,12 @@ class ServingConfig(_Model):
         "REELHOUSE__SERVING__TOKEN. The service refuses to start without one.",
     )
     ranker_alias: str = Field("champion", description="Registry alias of `training.registered_model` the default feed ranks with.")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token_as_text(cls, value: object) -> object:
+        # An all-digit token from the environment arrives as a JSON number; a token is text.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     alias_poll_s: float = Field(10.0, gt=0, description="How often the service checks whether a ranker alias moved.")
     tables_poll_s: float = Field(60.0, gt=0, description="How often the service checks for new candidate / neighbour tables.")
     default_k: int = Field(10, ge=1, le=100, description="Videos per feed page when the request gives no `k`.")
