@@ -15,8 +15,8 @@ export SPARK_HOME := $(abspath $(VENV))/lib/python3.11/site-packages/pyspark
 
 .PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
         cluster cluster-down \
-        simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features \
-        bench-train train candidates evaluate mlflow airflow airflow-daily stop clean
+        simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features bench-serve \
+        bench-train train candidates evaluate ab-report mlflow airflow airflow-daily stop clean serve
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml | prereqs
 
 install: $(STAMP) ## Create .venv and install reelhouse with its dependencies
 
-system-deps: ## Install the Debian packages the integration tests use (redis-server) when missing; needs root/apt-get
+system-deps: ## Install the Debian packages the integration tests use (redis-server, chromium, chromium-driver) when missing; needs root/apt-get
 	@if command -v redis-server >/dev/null 2>&1; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -47,6 +47,15 @@ system-deps: ## Install the Debian packages the integration tests use (redis-ser
 	    echo "could not install redis-server: the Redis online-store tests will be skipped"; \
 	else \
 	  echo "redis-server is not installed: the Redis online-store tests will be skipped (install it with 'sudo apt-get install redis-server', or run 'make system-deps' as root)"; \
+	fi
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver (apt-get) for the headless browser tests of the Airflow and MLflow UIs ..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+	    echo "could not install chromium/chromium-driver: the browser tests will be skipped"; \
+	else \
+	  echo "chromium or chromedriver is not installed: the browser tests will be skipped (install them with 'sudo apt-get install chromium chromium-driver', or run 'make system-deps' as root)"; \
 	fi
 
 demo: $(STAMP) ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop
@@ -99,6 +108,14 @@ candidates: $(STAMP) ## Recall: candidates per user and item neighbours from the
 evaluate: $(STAMP) ## Offline top-K evaluation of random, popularity, each recall source and the pipeline
 	@$(VENV)/bin/reelhouse evaluate --config $(CONFIG) --k 10,20
 
+ab-report: $(STAMP) ## A/B report of the experiments over the last whole UTC day (AB_START= AB_END= ISO, EXPERIMENT=)
+	@$(VENV)/bin/spark-submit --master local[2] jobs/ab_report.py --config $(CONFIG) \
+	  --start $${AB_START:-$$(date -u -d yesterday +%Y-%m-%dT00:00:00+00:00)} --end $${AB_END:-$$(date -u +%Y-%m-%dT00:00:00+00:00)} \
+	  $${EXPERIMENT:+--experiment "$$EXPERIMENT"}
+
+serve: $(STAMP) ## Run the For-You feed service on http://127.0.0.1:8000 (needs serving.token; see docs/serving.md)
+	@$(VENV)/bin/reelhouse serve --config $(CONFIG)
+
 mlflow: $(STAMP) ## Browse runs and the model registry of the MLflow store in the background (http://127.0.0.1:5000; make stop)
 	@$(PY) -m reelhouse.orchestration mlflow --config $(CONFIG) --port $(MLFLOW_PORT)
 
@@ -125,6 +142,9 @@ bench-features: $(STAMP) ## Benchmark: batch feature build (gold) over >= 10M si
 
 bench-train: $(STAMP) ## Benchmark: training set from >= 10M impressions (point-in-time joins), then both rankers
 	@$(PY) bench/bench_train.py --config $(CONFIG)
+
+bench-serve: $(STAMP) ## Benchmark: feed latency at 200/500/1000 req/s (open loop, 300 candidates ranked per request)
+	@$(PY) bench/bench_serve.py --config $(CONFIG)
 
 clean: ## Remove local data (.reelhouse) — stop the stack first
 	@rm -rf .reelhouse spark-warehouse test-artifacts

@@ -88,11 +88,12 @@ def reelhouse_daily() -> None:
         return evaluate_command(path, output, end)
 
     @task.bash(task_id="promote")
-    def promote(**trained: str) -> str:
+    def promote(lightgbm: str, logistic_regression: str) -> str:  # one parameter per kind of RANKER_KINDS
         from reelhouse.orchestration.commands import promote_command
         from reelhouse.orchestration.registry import registered_versions
         from reelhouse.orchestration.settings import config_path
 
+        trained = {"lightgbm": lightgbm, "logistic_regression": logistic_regression}
         versions = [v for kind, output in trained.items() for v in registered_versions(output, kind)]
         return promote_command(config_path(), versions)
 

@@ -5,14 +5,18 @@
   job would land it, without a broker (the daily DAG starts from bronze).
 - The stream tests get the session broker with a topic of their own (``stream_config``).
 - Airflow runs with what ``make airflow`` gives it, in a private home, on a free port.
+- ``daily_run`` runs ``airflow dags test reelhouse_daily`` once for the package (it takes minutes):
+  the DAG test asserts on what it built, the browser test looks at the same run in the UIs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import time
 import uuid
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,11 +24,11 @@ import pytest
 import yaml
 
 from reelhouse.config import ReelhouseConfig, TopicConfig, load_config
-from reelhouse.kafka.clients import ensure_topic, producer
 from reelhouse.events.records import split_records
+from reelhouse.kafka.clients import ensure_topic, producer
 from reelhouse.lake import Lake
 from reelhouse.lake.tables import BRONZE_EVENTS
-from reelhouse.orchestration.services import airflow_environment
+from reelhouse.orchestration.services import airflow_environment, airflow_home
 from reelhouse.orchestration.streams import stop_streams
 from reelhouse.simulator.catalogue import Catalogue
 from reelhouse.simulator.traffic import TrafficGenerator
@@ -50,7 +54,13 @@ def write_test_config(root: Path) -> Path:
         "lake": {"root": str(root / "lake")},
         "ingest": {"checkpoint_dir": str(root / "checkpoints" / "ingest_events")},
         "speed": {"checkpoint_dir": str(root / "checkpoints" / "stream_features")},
-        "simulator": {"catalogue_dir": str(root / "catalogue"), "users": 300, "videos": 600, "topics": 6, "creators": 40},
+        "simulator": {
+            "catalogue_dir": str(root / "catalogue"),
+            "users": 300,
+            "videos": 600,
+            "topics": 6,
+            "creators": 40,
+        },
         "online_store": {"type": "sqlite", "path": str(root / "online" / "features.db")},
         "mlflow": {
             "tracking_uri": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
@@ -62,7 +72,11 @@ def write_test_config(root: Path) -> Path:
             "lgbm_params": {"n_estimators": 15, "learning_rate": 0.2, "num_leaves": 7, "min_child_samples": 10},
             "lr_params": {"C": 1.0, "max_iter": 100},
         },
-        "recall": {"lookback_days": 2, "quotas": {"covisit": 20, "topic": 10, "popularity": 10}, "exploration_slots": 2},
+        "recall": {
+            "lookback_days": 2,
+            "quotas": {"covisit": 20, "topic": 10, "popularity": 10},
+            "exploration_slots": 2,
+        },
     }
     root.mkdir(parents=True, exist_ok=True)
     path = root / "reelhouse.yaml"
@@ -125,6 +139,51 @@ def migrate(env: dict[str, str], home: Path) -> None:
 
 def load_test_config(path: Path) -> ReelhouseConfig:
     return load_config(path, environ={})
+
+
+@dataclass(frozen=True)
+class DailyRun:
+    """One ``airflow dags test reelhouse_daily`` over the simulated day [start, end)."""
+
+    config: ReelhouseConfig
+    config_path: Path
+    home: Path  # AIRFLOW_HOME: where ``make airflow`` keeps it for this config, so the UI finds the run
+    start: dt.datetime
+    end: dt.datetime
+    bronze_rows: int
+    returncode: int
+    took_s: float
+    log: str = field(repr=False)  # the whole `airflow dags test` output: tests quote its end
+
+
+@pytest.fixture(scope="package")
+def daily_run(tmp_path_factory: pytest.TempPathFactory) -> DailyRun:
+    """The daily DAG on one simulated day of bronze; its result is checked by the tests that use it."""
+    root = tmp_path_factory.mktemp("daily-dag")
+    # A run whose logical date is today 00:00 UTC covers yesterday (the data interval [start, end)),
+    # so the online rows loaded for `end` are well within their TTL.
+    end = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - dt.timedelta(days=1)
+    config_path = write_test_config(root / "lake-root")
+    config = load_test_config(config_path)
+    bronze_rows = seed_bronze_day(config, start, events=30_000)
+
+    home = airflow_home(config)
+    home.mkdir(parents=True)
+    env = airflow_env(config, config_path, home)
+    migrate(env, home)
+    started = time.monotonic()
+    log_file = root / "dags-test.log"
+    with open(log_file, "w") as out:
+        result = subprocess.run(
+            [str(Path(env["PATH"].split(":")[0]) / "airflow"), "dags", "test", "reelhouse_daily", end.isoformat()],
+            env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT, timeout=900,
+        )  # fmt: skip
+    took_s = time.monotonic() - started
+    return DailyRun(
+        config=config, config_path=config_path, home=home, start=start, end=end, bronze_rows=bronze_rows,
+        returncode=result.returncode, log=log_file.read_text(errors="replace"), took_s=took_s,
+    )  # fmt: skip
 
 
 def produce(config: ReelhouseConfig, count: int, start: int = 0, flush_each: bool = False) -> None:
