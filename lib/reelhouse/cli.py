@@ -33,11 +33,29 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from reelhouse.simulator import run_simulation, simulation_options_from_args
+    from reelhouse.simulator.options import reject_closed_loop_arguments
 
     config = load_config(args.config)
+    if args.closed_loop:
+        return _closed_loop(config, args)
+    reject_closed_loop_arguments(args)
     report = run_simulation(config, simulation_options_from_args(config, args))
     print(report.to_json())
     return 0
+
+
+def _closed_loop(config, args: argparse.Namespace) -> int:  # noqa: ANN001 - a ReelhouseConfig
+    import logging
+
+    from reelhouse.simulator.closed_loop import run_closed_loop
+    from reelhouse.simulator.options import closed_loop_options_from_args
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the progress
+    report, markdown = run_closed_loop(config, closed_loop_options_from_args(config, args))
+    print(markdown)
+    print(f"report: {report.paths['markdown']}")
+    print(report.to_json())
+    return 0 if report.ok else 1
 
 
 def _run_stream(args: argparse.Namespace, name: str, run) -> int:  # noqa: ANN001 - a run_* function
@@ -87,10 +105,27 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.write_openapi:
+        from pathlib import Path
+
+        from reelhouse.serving.app import openapi_document
+
+        path = Path(args.write_openapi)
+        path.write_bytes(openapi_document(config))
+        print(f"wrote the feed service's OpenAPI document to {path}")
+        return 0
+    from reelhouse.serving.server import run_server
+
+    run_server(config, host=args.host, port=args.port, workers=args.workers, config_path=args.config)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from reelhouse.demo import run_demo
 
-    return run_demo(load_config(args.config), keep_stack=args.keep_stack)
+    return run_demo(args.config, keep_stack=args.keep_stack)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -130,11 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(stack)
     stack.set_defaults(func=_cmd_stack)
 
-    simulate = sub.add_parser("simulate", help="produce simulated app traffic into Kafka")
+    simulate = sub.add_parser(
+        "simulate", help="produce simulated app traffic into Kafka, or (--closed-loop) drive the feed service"
+    )
     _add_config(simulate)
-    from reelhouse.simulator.options import add_simulation_arguments
+    from reelhouse.simulator.options import add_closed_loop_arguments, add_simulation_arguments
 
     add_simulation_arguments(simulate)
+    add_closed_loop_arguments(simulate)
     simulate.set_defaults(func=_cmd_simulate)
 
     ingest = sub.add_parser("ingest", help="run the Kafka -> bronze ingestion stream in this process")
@@ -170,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_arguments(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    serve = sub.add_parser("serve", help="run the For-You feed service (HTTP API on uvicorn)")
+    _add_config(serve)
+    serve.add_argument("--host", default=None, help="bind address (default: serving.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: serving.port)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; more need --config)")
+    serve.add_argument(
+        "--write-openapi", default=None, metavar="PATH",
+        help="write the service's OpenAPI document to PATH (e.g. docs/openapi.json) and exit",
+    )
+    serve.set_defaults(func=_cmd_serve)
 
     demo = sub.add_parser("demo", help="the whole loop on one machine: stack, traffic, ingestion, summary")
     _add_config(demo)

@@ -5,7 +5,7 @@ versioned (an older write never replaces a newer one), carry the time their valu
 known, and expire after a TTL. Reads are batched: one call for a user and all its candidates.
 """
 
-from reelhouse.online.store import FeatureRow, OnlineStore, open_online_store
 from reelhouse.online.sqlite import SqliteOnlineStore
+from reelhouse.online.store import FeatureRow, OnlineStore, open_online_store
 
 __all__ = ["FeatureRow", "OnlineStore", "SqliteOnlineStore", "open_online_store"]

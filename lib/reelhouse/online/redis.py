@@ -33,12 +33,13 @@ servers refuse without effects replication.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 import redis
 
-from reelhouse.online.store import FeatureRow, from_epoch_ms, to_epoch_ms
+from reelhouse.online.store import FeatureRow, RowDecoder, from_epoch_ms, to_epoch_ms
 
 DEFAULT_URL = "redis://127.0.0.1:16379/0"
 DEFAULT_KEY_PREFIX = "reelhouse:"
@@ -108,6 +109,23 @@ class RedisOnlineStore:
         if ":" in view:
             raise ValueError(f"view name {view!r} contains ':', which separates the view from the key in Redis")
 
+    @staticmethod
+    def _fields(row: FeatureRow, ttl: float | None) -> list[bytes | str]:
+        """The hash fields ``v``, ``t``, ``e``, ``p`` of a row, as the upsert script takes them."""
+        feature_ms = to_epoch_ms(row.feature_time)
+        if row.expires_at is not None:
+            expires: int | None = to_epoch_ms(row.expires_at)
+        elif ttl is not None:
+            expires = feature_ms + int(ttl * 1000)
+        else:
+            expires = None
+        return [
+            str(int(row.version)),
+            str(feature_ms),
+            "" if expires is None else str(expires),
+            orjson.dumps(dict(row.values)),
+        ]
+
     def write(self, view: str, rows: Iterable[FeatureRow], ttl_s: float | None = None) -> int:
         """Upsert rows; returns how many created, replaced or deleted a stored row.
 
@@ -116,22 +134,7 @@ class RedisOnlineStore:
         """
         self._check_view(view)
         ttl = self.default_ttl_s if ttl_s is None else ttl_s
-        records: list[tuple[bytes, list[bytes | str]]] = []
-        for row in rows:
-            feature_ms = to_epoch_ms(row.feature_time)
-            if row.expires_at is not None:
-                expires: int | None = to_epoch_ms(row.expires_at)
-            elif ttl is not None:
-                expires = feature_ms + int(ttl * 1000)
-            else:
-                expires = None
-            args: list[bytes | str] = [
-                str(int(row.version)),
-                str(feature_ms),
-                "" if expires is None else str(expires),
-                orjson.dumps(dict(row.values)),
-            ]
-            records.append((self._key(view, row.entity_key), args))
+        records = [(self._key(view, row.entity_key), self._fields(row, ttl)) for row in rows]
         changed = 0
         for start in range(0, len(records), _CHUNK):
             pipe = self._client.pipeline(transaction=False)
@@ -165,6 +168,72 @@ class RedisOnlineStore:
                     expires_at=None if expires is None else from_epoch_ms(expires),
                 )
         return found
+
+    def read_many(
+        self, keys: Mapping[str, Sequence[str]], now: dt.datetime | None = None, decode: RowDecoder | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Values of the live rows of several views: one pipeline of ``HMGET v e p`` for every key."""
+        now_ms = to_epoch_ms(now or dt.datetime.now(dt.UTC))
+        wanted = {view: list(dict.fromkeys(view_keys)) for view, view_keys in keys.items()}
+        pipe = self._client.pipeline(transaction=False)
+        for view, view_keys in wanted.items():
+            self._check_view(view)
+            for key in view_keys:
+                pipe.hmget(self._key(view, key), ("v", "e", "p"))
+        replies = iter(pipe.execute() if any(wanted.values()) else ())
+        found: dict[str, dict[str, Any]] = {}
+        for view, view_keys in wanted.items():
+            values = found.setdefault(view, {})
+            for key in view_keys:
+                version, expires_ms, payload = next(replies)
+                if version is None or payload is None or (expires_ms and int(expires_ms) <= now_ms):
+                    continue
+                values[key] = orjson.loads(payload) if decode is None else decode(view, key, int(version), payload)
+        return found
+
+    def read_modify_write(
+        self,
+        view: str,
+        keys: Sequence[str],
+        update: Callable[[str, FeatureRow | None], FeatureRow | None],
+        now: dt.datetime | None = None,
+    ) -> int:
+        """Per key, an optimistic transaction: ``WATCH`` the key, read it, ``MULTI``/``EXEC`` the new
+        row; a concurrent change of the key aborts the ``EXEC`` and the step is retried with a
+        fresh read. One key per transaction, so keys never need to share a Redis Cluster slot."""
+        self._check_view(view)
+        now_ms = to_epoch_ms(now or dt.datetime.now(dt.UTC))
+        written = 0
+        for key in dict.fromkeys(keys):
+            redis_key = self._key(view, key)
+
+            def step(pipe: redis.client.Pipeline, key: str = key, redis_key: bytes = redis_key) -> int:
+                version, feature_ms, expires_ms, payload = pipe.hmget(redis_key, _FIELDS)
+                current = None
+                expires = int(expires_ms) if expires_ms else None
+                if version is not None and payload is not None and (expires is None or expires > now_ms):
+                    current = FeatureRow(
+                        entity_key=key,
+                        values=orjson.loads(payload),
+                        feature_time=from_epoch_ms(int(feature_ms)),
+                        version=int(version),
+                        expires_at=None if expires is None else from_epoch_ms(expires),
+                    )
+                new = update(key, current)
+                if new is None:
+                    return 0
+                if new.entity_key != key:
+                    raise ValueError(f"update of {key!r} returned a row of {new.entity_key!r}")
+                fields = self._fields(new, self.default_ttl_s)
+                pipe.multi()
+                pipe.delete(redis_key)
+                pipe.hset(redis_key, mapping=dict(zip(_FIELDS, fields, strict=True)))
+                if fields[2]:
+                    pipe.pexpireat(redis_key, int(fields[2]))
+                return 1
+
+            written += self._client.transaction(step, redis_key, value_from_callable=True)
+        return written
 
     def purge_expired(self, now: dt.datetime | None = None) -> int:
         """Always 0: Redis deletes a key once its ``PEXPIREAT`` time passes, without being asked."""

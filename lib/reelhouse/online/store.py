@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from reelhouse.config import OnlineStoreConfig
 
 FeatureValue = float | int | str | None
+# Turns one stored row into what read_many returns for it: (view, key, version, JSON payload as
+# bytes or str, whichever the store has at hand; orjson.loads takes both).
+RowDecoder = Callable[[str, str, int, bytes | str], Any]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,36 @@ class OnlineStore(Protocol):
 
     def read(self, view: str, keys: Sequence[str], now: dt.datetime | None = None) -> dict[str, FeatureRow | None]:
         """The live row of every key (None when absent or expired), in one round trip."""
+
+    def read_many(
+        self, keys: Mapping[str, Sequence[str]], now: dt.datetime | None = None, decode: RowDecoder | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The values of the live rows of several views at once: ``{view: {key: values}}``.
+
+        One read transaction (SQLite) or one pipeline (Redis) for everything, so a feed request
+        reads its user and all its candidates in one step. Absent and expired keys are left out;
+        only values come back (no :class:`FeatureRow`, no datetimes), which keeps the per-request
+        cost of a few hundred rows down. ``decode(view, key, version, payload)`` replaces the
+        default JSON decoding of a row's values: a caller can then skip rows whose version it has
+        already decoded (the version identifies a row's values, see :class:`FeatureRow`).
+        """
+
+    def read_modify_write(
+        self,
+        view: str,
+        keys: Sequence[str],
+        update: Callable[[str, FeatureRow | None], FeatureRow | None],
+        now: dt.datetime | None = None,
+    ) -> int:
+        """Replace each key's live row (None when absent or expired) with ``update(key, row)``.
+
+        Atomic per key across processes: no other writer's change lands between the read and the
+        write, so concurrent appends to the same row are never lost (e.g. the feed's "seen" lists,
+        updated by several service processes). ``update`` returns the new row (its ``entity_key``
+        must be ``key``), or None to leave the key alone; it may be called again if a concurrent
+        write forced a retry, so it must not have side effects. The new row is stored whatever its
+        version, since read and write are one step. Returns how many rows were written.
+        """
 
     def purge_expired(self, now: dt.datetime | None = None) -> int:
         """Delete expired rows; returns how many."""

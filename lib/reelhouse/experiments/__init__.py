@@ -1,0 +1,1 @@
+"""Experiments: deterministic bucketing of users into variants, and the A/B analysis of their outcomes."""
