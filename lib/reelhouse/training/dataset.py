@@ -42,7 +42,7 @@ import bisect
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -158,18 +158,20 @@ def attributed_impressions(
     window_s: int,
     positive_watch_ratio: float,
     partitions: int | None = None,
+    carry: Sequence[str] = (),
 ) -> DataFrame:
     """One row per attributable impression in ``[start, end)``: IDs, context, outcomes and labels.
 
     ``events`` are silver rows (impressions and the outcomes that may follow them). Of several
     impressions of the same request, user and video the first is kept. The result also has
-    ``known_time``, for the point-in-time join.
+    ``known_time``, for the point-in-time join, and the impression columns named in ``carry``
+    (e.g. ``variant``, for the A/B analysis).
 
     With ``partitions``, impressions and outcomes are shuffled by user into that many
     partitions (else by request key, as Spark chooses), and the result stays partitioned by
     user: the user-keyed feature joins can then leave the examples where they are.
     """
-    context = [*CATEGORICAL_COLUMNS, "position"]
+    context = list(dict.fromkeys([*CATEGORICAL_COLUMNS, "position", *carry]))
     is_impression = F.col("event_type") == "impression"
     is_play = F.col("event_type") == "play"
     has_duration = F.col("video_duration_ms") > 0
