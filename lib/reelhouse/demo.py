@@ -5,7 +5,11 @@ Kafka, drains it into Delta with the ingestion job (available-now), builds silve
 features for every hour the traffic covered, runs the speed layer over the topic, loads gold
 into the online store, builds a point-in-time training set, trains and registers both rankers
 in MLflow (the promotion gate decides the ``champion``), builds recall candidates, evaluates
-every model offline, prints what landed where, and stops what it started.
+every model offline, then starts the feed service (``reelhouse serve``) and lets simulated users
+use it for a while (``reelhouse simulate --closed-loop``: the A/B variants of the config compete
+on what the users watch), lands what the service logged and the users reported in bronze,
+prints what landed where and the per-variant table, and stops what it started. A write token for
+the service is generated into the git-ignored ``conf/<config>.local.yaml`` when none is set.
 
 The demo compresses time: its simulated clock runs ``DEMO_TIME_SCALE`` times faster than the
 wall clock, so the configured few seconds of traffic cover several hours, and hourly gold
@@ -18,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,7 +33,8 @@ from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 log = logging.getLogger(__name__)
 
-STEPS = 10
+STEPS = 12
+CLOSED_LOOP_S = 90.0  # wall-clock seconds of simulated users driving the feed service
 DEMO_TIME_SCALE = 2_400.0  # 10 s of traffic at the default rate = 6.7 simulated hours
 
 
@@ -162,6 +168,93 @@ def _models(spark: object, config: ReelhouseConfig, start: dt.datetime, end: dt.
     return lines
 
 
+def ensure_serving_token(config_path: Path) -> bool:
+    """Give the feed service a write token when the config has none: a random one, written into the
+    git-ignored ``<config>.local.yaml`` beside the config (owner-only). Returns whether it wrote one."""
+    import secrets
+
+    import yaml
+
+    from reelhouse.config import load_config
+    from reelhouse.config.loader import local_overrides_file
+
+    if load_config(config_path).serving.token:
+        return False
+    local = local_overrides_file(config_path)
+    data = (yaml.safe_load(local.read_text()) or {}) if local.exists() else {}
+    data.setdefault("serving", {})["token"] = secrets.token_urlsafe(32)
+    local.write_text(
+        "# Machine-local settings and secrets, merged over " + config_path.name + "; git-ignored.\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    local.chmod(0o600)
+    log.info("wrote a new serving token into %s (git-ignored)", local)
+    return True
+
+
+def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path) -> list[str]:
+    """Start the feed service, let simulated users use it, land their events in bronze."""
+    import subprocess
+
+    from reelhouse.simulator.closed_loop import run_closed_loop
+    from reelhouse.simulator.options import ClosedLoopOptions
+    from reelhouse.streaming.ingest import run_ingestion
+
+    serving = config.serving
+    url = f"http://{serving.host}:{serving.port}"
+    log.info("[11/%d] feed service on %s, then %.0f s of simulated users (closed loop, A/B variants)",
+             STEPS, url, CLOSED_LOOP_S)
+    logs = Path(config.data_dir) / "serving.log"
+    command = [str(Path(sys.executable).parent / "reelhouse"), "serve", "--config", str(config_path)]
+    with open(logs, "w") as out:
+        service = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_ready(f"{url}/readyz", service, logs, timeout_s=180)
+        options = ClosedLoopOptions.from_config(config, url=url, users=600, concurrency=24, duration_s=CLOSED_LOOP_S)
+        report, markdown = run_closed_loop(config, options)
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+    log.info("[12/%d] ingesting what the service logged and the users reported into bronze", STEPS)
+    before = Lake(config.lake).to_arrow(BRONZE_EVENTS.name, columns=["variant"]).num_rows
+    run_ingestion(spark, config, trigger="available_now")
+    variants = Lake(config.lake).to_arrow(BRONZE_EVENTS.name, columns=["variant"]).column("variant")
+    stamped = len(variants) - variants.null_count
+    return [
+        "",
+        f"  serving     {report.feeds:,} feeds to {report.users:,} simulated users in {report.elapsed_s:.0f} s, "
+        f"p50 {report.feed_latency_ms.get('p50', float('nan')):.1f} ms, p99 {report.feed_latency_ms.get('p99', float('nan')):.1f} ms "
+        f"(log {logs})",
+        f"  feedback    {report.events_posted:,} events posted back; bronze grew by {len(variants) - before:,} rows, "
+        f"{stamped:,} impressions there carry an experiment variant (joined to outcomes by request_id)",
+        "",
+        markdown,
+    ]
+
+
+def _wait_until_ready(url: str, process: object, logs: Path, timeout_s: float) -> None:
+    import urllib.error
+    import urllib.request
+
+    from reelhouse.errors import ReelhouseError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:  # type: ignore[attr-defined]
+            tail = "\n".join(logs.read_text(errors="replace").splitlines()[-20:]) if logs.exists() else ""
+            raise ReelhouseError(f"the feed service did not become ready at {url}; the end of {logs}:\n{tail}")
+        time.sleep(1)
+
+
 def _utc_ms(ms: int) -> str:
     return f"{dt.datetime.fromtimestamp(ms / 1000, dt.UTC):%Y-%m-%d %H:%M} UTC"
 
@@ -170,12 +263,17 @@ def _fmt(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
+def run_demo(config_path: str | Path | None = None, keep_stack: bool = False) -> int:
+    from reelhouse.config import load_config
+    from reelhouse.config.loader import config_file
     from reelhouse.jobs import configure_logging
     from reelhouse.simulator import SimulationOptions, run_simulation
     from reelhouse.stack import LocalStack
 
     configure_logging()
+    config_path = config_file(config_path)
+    ensure_serving_token(config_path)
+    config = load_config(config_path)
     started = time.monotonic()
     stack = LocalStack(config)
     started_stack = config.stack.enabled and not stack.broker_running()
@@ -207,6 +305,7 @@ def run_demo(config: ReelhouseConfig, keep_stack: bool = False) -> int:
         spark = spark_session(config, "demo")
         ingested = run_ingestion(spark, config, trigger="available_now")
         layers = _layers(spark, config)
+        layers += _closed_loop(spark, config, config_path)
         log.info("summarising")
         print(_summary(config, simulated, ingested, time.monotonic() - started))
         print("\n".join(layers))

@@ -19,6 +19,8 @@ def configure_logging(verbose: bool = False) -> None:
     )
     # py4j logs every callback at INFO; that is noise for people running jobs.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: thousands of lines for one closed-loop run.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def job_parser(description: str) -> argparse.ArgumentParser:

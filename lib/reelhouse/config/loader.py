@@ -142,13 +142,24 @@ def _format_validation_error(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def config_file(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file :func:`load_config` reads: ``path``, else ``$REELHOUSE_CONFIG``, else ``conf/local.yaml``."""
+    environ = os.environ if environ is None else environ
+    return Path(path or environ.get(DEFAULT_CONFIG_ENV) or "conf/local.yaml").resolve()
+
+
+def local_overrides_file(config_path: str | Path) -> Path:
+    """The git-ignored ``<name>.local.yaml`` beside a config file, merged over it (secrets, machine settings)."""
+    config_path = Path(config_path)
+    return config_path.with_name(config_path.stem + ".local.yaml")
+
+
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> ReelhouseConfig:
     """Load, override and validate a config file; any problem is one :class:`ConfigError`."""
     environ = os.environ if environ is None else environ
-    chosen = path or environ.get(DEFAULT_CONFIG_ENV) or "conf/local.yaml"
-    config_path = Path(chosen).resolve()
+    config_path = config_file(path, environ)
     data = _read_yaml(config_path)
-    local_path = config_path.with_name(config_path.stem + ".local.yaml")
+    local_path = local_overrides_file(config_path)
     if local_path.exists():
         data = _merge(data, _read_yaml(local_path))
     data = _merge(data, env_overrides(environ))

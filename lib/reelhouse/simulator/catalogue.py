@@ -295,3 +295,93 @@ class Catalogue:
             paths[name] = final if "://" not in directory else f"{directory.rstrip('/')}/{name}.parquet"
         log.info("wrote catalogue (%d users, %d videos) to %s", len(self.users), video_count or self.initial_videos, directory)
         return paths
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrittenCatalogue:
+    """A catalogue read back from the files :meth:`Catalogue.write` wrote (the one the lake knows).
+
+    Row ``i`` of ``users`` is ``user_id(i)`` and row ``j`` of ``videos`` is ``video_id(j)``,
+    exactly as in the :class:`Catalogue` that wrote it, uploads during the run included.
+    """
+
+    users: Users
+    videos: Videos
+    topics: tuple[str, ...]
+    seed: int
+    start_ms: int
+
+
+def _codes(values: pa.ChunkedArray, names: tuple[str, ...], column: str) -> np.ndarray:
+    lookup = {name: code for code, name in enumerate(names)}
+    unknown = sorted({v for v in values.to_pylist() if v not in lookup})
+    if unknown:
+        raise ValueError(f"{column} has values the simulator does not know: {unknown[:5]}; known: {list(names)}")
+    return np.asarray([lookup[v] for v in values.to_pylist()], dtype=np.int16)
+
+
+def _fixed_lists(values: pa.ChunkedArray, width: int) -> np.ndarray:
+    flat = values.combine_chunks().flatten() if values.num_chunks else pa.array([], pa.float32())
+    return flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, width)
+
+
+def read_catalogue(directory: str) -> WrittenCatalogue:
+    """Read the four catalogue files under ``directory`` (a path or URI) back into users and videos.
+
+    Raises ``FileNotFoundError`` when a file is missing and ``ValueError`` when the files do not
+    belong together (row counts, id order, seeds), naming the file.
+    """
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(directory if "://" in directory else str(Path(directory).absolute()))
+    tables: dict[str, pa.Table] = {}
+    for name in CATALOGUE_FILES:
+        path = f"{root.rstrip('/')}/{name}.parquet"
+        if filesystem.get_file_info(path).type != fs.FileType.File:
+            raise FileNotFoundError(f"no {name}.parquet in the catalogue directory {directory}")
+        tables[name] = pq.read_table(path, filesystem=filesystem)
+    metadata = [table.schema.metadata or {} for table in tables.values()]
+    seeds = {m.get(b"reelhouse.seed") for m in metadata}
+    if len(seeds) != 1 or None in seeds:
+        found = sorted(str(s) for s in seeds)
+        raise ValueError(f"the catalogue files in {directory} come from different runs (seeds {found})")
+    topics = tuple(metadata[0].get(b"reelhouse.topics", b"").decode().split(","))
+    users, videos, tastes, mixes = (tables[n] for n in ("users", "videos", "user_tastes", "video_topics"))
+    for name, table, ids, make_id in (
+        ("users", users, tastes, user_id),
+        ("videos", videos, mixes, video_id),
+    ):
+        expected = [make_id(i) for i in range(table.num_rows)]
+        key = "user_id" if name == "users" else "video_id"
+        if table[key].to_pylist() != expected or ids[key].to_pylist() != expected:
+            raise ValueError(f"{name} in {directory} are not in id order or do not match their latent file")
+    start_ms = int(metadata[0].get(b"reelhouse.start_ms", b"0"))
+    ms = pa.timestamp("ms", tz="UTC")
+    creators = videos["creator_id"].to_pylist()
+    return WrittenCatalogue(
+        users=Users(
+            country=_codes(users["country"], COUNTRIES, "users.country"),
+            os=_codes(users["os"], OS_NAMES, "users.os"),
+            app_version=_codes(users["app_version"], APP_VERSIONS, "users.app_version"),
+            age_group=_codes(users["age_group"], AGE_GROUPS, "users.age_group"),
+            signup_offset_ms=users["signup_time"].cast(ms).cast(pa.int64()).to_numpy() - start_ms,
+            taste=_fixed_lists(tastes["taste"], len(topics)),
+            activity=tastes["activity"].to_numpy().astype(np.float64),
+            watch_bias=tastes["watch_bias"].to_numpy().astype(np.float32),
+        ),
+        videos=Videos(
+            creator=np.asarray([int(c[1:]) for c in creators], dtype=np.int32),
+            topic=_codes(videos["topic"], topics, "videos.topic"),
+            mix=_fixed_lists(mixes["topic_mix"], len(topics)),
+            quality=videos["quality"].to_numpy().astype(np.float32),
+            duration_ms=videos["duration_ms"].to_numpy().astype(np.int64),
+            popularity=mixes["popularity"].to_numpy().astype(np.float64),
+            upload_offset_ms=videos["upload_time"].cast(ms).cast(pa.int64()).to_numpy() - start_ms,
+        ),
+        topics=topics,
+        seed=int(next(iter(seeds))),
+        start_ms=start_ms,
+    )

@@ -1,4 +1,8 @@
-"""Options of one simulation run: command-line arguments layered over ``config.simulator``."""
+"""Options of one simulation run: command-line arguments layered over ``config.simulator``.
+
+``reelhouse simulate`` produces open-loop traffic to Kafka (:class:`SimulationOptions`);
+``reelhouse simulate --closed-loop`` drives the running feed service (:class:`ClosedLoopOptions`).
+"""
 
 from __future__ import annotations
 
@@ -106,3 +110,125 @@ def simulation_options_from_args(config: ReelhouseConfig, args: argparse.Namespa
         overrides["duration_s"] = None  # a count alone decides when to stop
     overrides["write_catalogue"] = not args.no_catalogue
     return SimulationOptions.from_config(config, **overrides)
+
+
+# -- the closed loop ------------------------------------------------------------------------------
+
+# Options of one loop only: given to the other they are refused rather than silently ignored.
+_OPEN_LOOP_ONLY = ("rate", "events", "videos", "malformed_share", "topic", "processes", "no_catalogue")
+_CLOSED_LOOP_ONLY = ("url", "concurrency", "sessions", "pages", "k", "time_scale")
+
+
+@dataclass(frozen=True)
+class ClosedLoopOptions:
+    """What one closed-loop run does; build it with :func:`closed_loop_options_from_args` or :meth:`from_config`."""
+
+    url: str  # base URL of the feed service
+    token: str  # bearer token of POST /v1/events
+    users: int  # distinct simulated users, drawn by activity from the written catalogue
+    concurrency: int  # simulated users in a session at once
+    sessions: int  # sessions per simulated user
+    max_pages: int  # feed pages per session are geometric (the behaviour model), at most this many
+    k: int  # videos per feed page
+    duration_s: float | None  # wall-clock limit (None: until every session has ended)
+    seed: int
+    time_scale: float  # simulated seconds per wall-clock second while users watch
+    catalogue_dir: str
+    request_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.url.startswith(("http://", "https://")):
+            problems.append(f"the service URL must start with http:// or https://, got {self.url!r}")
+        if not self.token:
+            problems.append("no bearer token for POST /v1/events: set serving.token (or REELHOUSE__SERVING__TOKEN)")
+        if self.users < 1:
+            problems.append(f"users must be >= 1, got {self.users}")
+        if self.concurrency < 1:
+            problems.append(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.sessions < 1:
+            problems.append(f"sessions must be >= 1, got {self.sessions}")
+        if not 1 <= self.max_pages <= 100:
+            problems.append(f"pages must be in [1, 100], got {self.max_pages}")
+        if self.k < 1:
+            problems.append(f"k must be >= 1, got {self.k}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            problems.append(f"duration must be > 0 seconds, got {self.duration_s}")
+        if self.seed < 0:
+            problems.append(f"seed must be >= 0, got {self.seed}")
+        if self.time_scale <= 0:
+            problems.append(f"time scale must be > 0, got {self.time_scale}")
+        if self.request_timeout_s <= 0:
+            problems.append(f"request timeout must be > 0 seconds, got {self.request_timeout_s}")
+        if problems:
+            raise ConfigError("invalid closed-loop options: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, config: ReelhouseConfig, **overrides: object) -> ClosedLoopOptions:
+        serving, sim = config.serving, config.simulator
+        values: dict[str, object] = {
+            "url": f"http://{serving.host}:{serving.port}",
+            "token": serving.token or "",
+            "users": 200,
+            "concurrency": 32,
+            "sessions": 1,
+            "max_pages": 5,
+            "k": serving.default_k,
+            "duration_s": None,
+            "seed": sim.seed,
+            "time_scale": sim.time_scale,
+            "catalogue_dir": sim.catalogue_dir,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def add_closed_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--closed-loop`` and its options (``--users``, ``--duration`` and ``--seed`` are shared)."""
+    group = parser.add_argument_group(
+        "closed loop",
+        "with --closed-loop, simulated users request feeds from the running service and post their reactions "
+        "back; --users is then the number of simulated users (default 200), --duration a wall-clock limit",
+    )
+    group.add_argument(
+        "--closed-loop", action="store_true", help="drive the running feed service instead of producing to Kafka"
+    )
+    group.add_argument("--url", default=None, help="feed service base URL (default: http://serving.host:serving.port)")
+    group.add_argument("--concurrency", type=int, default=None, help="simulated users in a session at once (32)")
+    group.add_argument("--sessions", type=int, default=None, help="sessions per simulated user (default 1)")
+    group.add_argument("--pages", type=int, default=None, help="most feed pages per session (default 5)")
+    group.add_argument("--k", type=int, default=None, help="videos per feed page (default: serving.default_k)")
+    group.add_argument(
+        "--time-scale", type=float, default=None,
+        help="simulated seconds per wall-clock second while users watch (default: simulator.time_scale)",
+    )  # fmt: skip
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in names if getattr(args, name, None) not in (None, False))
+
+
+def reject_closed_loop_arguments(args: argparse.Namespace) -> None:
+    """Refuse closed-loop options on an open-loop run (they would be silently ignored)."""
+    flags = _given(args, _CLOSED_LOOP_ONLY)
+    if flags:
+        raise ConfigError(f"closed-loop options given without --closed-loop: {flags}")
+
+
+def closed_loop_options_from_args(config: ReelhouseConfig, args: argparse.Namespace) -> ClosedLoopOptions:
+    """Closed-loop options from parsed arguments; refuses open-loop-only options given alongside."""
+    flags = _given(args, _OPEN_LOOP_ONLY)
+    if flags:
+        raise ConfigError(f"open-loop (Kafka traffic) options cannot be used with --closed-loop: {flags}")
+    overrides: dict[str, object] = {
+        "url": args.url.rstrip("/") if args.url else None,
+        "users": args.users,
+        "concurrency": args.concurrency,
+        "sessions": args.sessions,
+        "max_pages": args.pages,
+        "k": args.k,
+        "duration_s": args.duration,
+        "seed": args.seed,
+        "time_scale": args.time_scale,
+    }
+    return ClosedLoopOptions.from_config(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -10,11 +10,10 @@ How users behave (all latent variables live in the :class:`Catalogue`):
   from a topic drawn from the user's taste, or fresh uploads / exploration. An organic session
   (search, profiles) plays videos with ``request_id`` ``""``; ``organic_share`` of the shown
   videos are organic.
-- Every shown video gets an outcome: the engagement score is
-  ``7 * affinity + 2.5 * (quality - 0.55) - 0.3 * log(duration / 25 s) + user bias + noise``
-  with ``affinity = taste . topic_mix``; a low score is a ``skip`` (short watch), otherwise a
-  ``play`` whose watch ratio grows with the score, capped by the video duration.
-  ``like``/``share``/``comment``/``follow`` follow plays with probabilities rising with the score.
+- Every shown video gets an outcome from :mod:`reelhouse.simulator.behaviour` (shared with the
+  closed loop): a ``skip`` (short watch) or a ``play`` whose watch ratio grows with
+  ``taste . topic_mix``, quality and the user's bias; ``like``/``share``/``comment``/``follow``
+  follow plays with probabilities rising with the same score.
 - Time: the simulated clock advances ``ms_per_event`` per event (global rate across processes).
   Sessions last at most ``MAX_SESSION_MS`` (20 min) of shown videos. Events never get a time
   after ``now_ms``; if the clock would come closer than ``session_margin_ms`` (30 min) to it, it
@@ -35,23 +34,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reelhouse.events.contract import EVENT_TYPES, SCHEMA_VERSION
+from reelhouse.simulator.behaviour import (
+    COMMENT,
+    ENGAGEMENT,
+    FOLLOW,
+    IMPRESSION,
+    LIKE,
+    MAX_PAGES,
+    MAX_SESSION_MS,
+    PAGES_P,
+    PLAY,
+    SHARE,
+    SKIP,
+    SWIPE_GAP_MS,
+    engages,
+    react,
+)
 from reelhouse.simulator.catalogue import APP_VERSIONS, COUNTRIES, OS_NAMES, Catalogue, user_id, video_id
 from reelhouse.simulator.malformed import MALFORMED_KINDS, corrupt
 
-IMPRESSION, PLAY, LIKE, SHARE, COMMENT, FOLLOW, SKIP = (
-    EVENT_TYPES.index(name) for name in ("impression", "play", "like", "share", "comment", "follow", "skip")
-)
+__all__ = [
+    "COMMENT", "FOLLOW", "IMPRESSION", "LIKE", "MAX_SESSION_MS", "NETWORKS", "NETWORK_WEIGHTS", "PLAY", "SHARE",
+    "SKIP", "VALID", "EventBlock", "TrafficGenerator",
+]  # fmt: skip
 NETWORKS = ("wifi", "cellular", "unknown", "offline")
 NETWORK_WEIGHTS = np.array([0.62, 0.34, 0.03, 0.01])
 VALID = -1  # EventBlock.kind of a valid event; malformed ones hold an index into MALFORMED_KINDS
 
-# Behaviour parameters (see the module docstring).
-_SKIP_SCORE = -1.1  # sigmoid(-1.1) ~ 0.25: below this watch ratio the user swipes away
-_ENGAGEMENT = {LIKE: (-3.2, 1.3), SHARE: (-5.0, 1.3), COMMENT: (-5.3, 1.2), FOLLOW: (-5.8, 1.2)}
+# What the open loop shows (the closed loop asks the feed service instead).
 _RECALL_POPULAR, _RECALL_TOPIC = 0.45, 0.40  # the rest: fresh uploads and exploration
-_PAGES_P, _MAX_PAGES = 0.35, 12  # feed pages per session: geometric, mean ~2.9
 _ORGANIC_P, _MAX_ORGANIC = 0.4, 8  # organic plays per organic session: geometric, mean ~2.5
-MAX_SESSION_MS = 20 * 60_000  # nothing new is shown after this; ending pages run on a little
 
 
 @dataclass
@@ -128,10 +140,6 @@ class _Recall:
             return uniform
         recent = rng.integers(max(self.initial, self.visible - 5_000), self.visible, size=n)
         return np.where(rng.random(n) < 0.5, recent, uniform)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _pick_topics(rng: np.random.Generator, taste: np.ndarray) -> np.ndarray:
@@ -216,7 +224,7 @@ class TrafficGenerator:
         self.oversized_bytes = oversized_bytes
         self.page_size = page_size
         # Share of sessions that are organic, such that `organic_share` of the items are.
-        feed_items = page_size * (1 - (1 - _PAGES_P) ** _MAX_PAGES) / _PAGES_P
+        feed_items = page_size * (1 - (1 - PAGES_P) ** MAX_PAGES) / PAGES_P
         organic_items = (1 - (1 - _ORGANIC_P) ** _MAX_ORGANIC) / _ORGANIC_P
         self._organic_session_share = (
             organic_share * feed_items / (organic_share * feed_items + (1 - organic_share) * organic_items)
@@ -250,7 +258,7 @@ class TrafficGenerator:
             # Never let the simulated clock overtake the wall clock.
             self.clock_ms = min(self.clock_ms, now_ms - self.start_ms - self.session_margin_ms)
         recall = self._visible(self.clock_ms)  # uploads up to the block start, so never shown early
-        users, videos = self.catalogue.users, self.catalogue.videos
+        users = self.catalogue.users
 
         # Sessions: users, networks, feed pages or organic plays.
         n_sessions = max(1, math.ceil(target_events / self._events_per_session))
@@ -263,7 +271,7 @@ class TrafficGenerator:
         order = np.argsort(organic, kind="stable")
         session_user, session_network, organic = session_user[order], session_network[order], organic[order]
         n_feed = int((~organic).sum())
-        pages_per_session = np.minimum(rng.geometric(_PAGES_P, size=n_feed), _MAX_PAGES)
+        pages_per_session = np.minimum(rng.geometric(PAGES_P, size=n_feed), MAX_PAGES)
         organic_items = np.minimum(rng.geometric(_ORGANIC_P, size=n_sessions - n_feed), _MAX_ORGANIC)
         n_pages = int(pages_per_session.sum())
         page_size = self.page_size
@@ -291,27 +299,13 @@ class TrafficGenerator:
         self._deduplicate_pages(item_page[:n_feed_items], item_video[:n_feed_items], recall)
 
         # Outcomes.
-        taste = users.taste[item_user]
-        mix = videos.mix[item_video]
-        affinity = np.einsum("ij,ij->i", taste, mix)
-        duration = videos.duration_ms[item_video]
-        score = (
-            7.0 * affinity
-            + 2.5 * (videos.quality[item_video] - 0.55)
-            - 0.3 * np.log(duration / 25_000.0)
-            + users.watch_bias[item_user]
-            - 1.0
-            + rng.normal(0.0, 0.9, size=n_items)
-        )
-        skipped = score < _SKIP_SCORE
-        ratio = np.clip(1.15 * _sigmoid(score), 0.0, 1.0)
-        skip_watch = np.minimum(duration, 300 + (2_700 * _sigmoid(score) / _sigmoid(_SKIP_SCORE)).astype(np.int64))
-        watch = np.where(skipped, skip_watch, np.maximum(1, (ratio * duration).astype(np.int64)))
-        watch = np.minimum(watch, duration)
+        reactions = react(users, self.catalogue.videos, item_user, item_video, rng)
+        affinity, score, skipped = reactions.affinity, reactions.score, reactions.skipped
+        watch, duration = reactions.watch_ms, reactions.duration_ms
 
         # Time: items play back to back within a session, pages start when reached.
         session_first_item = np.concatenate([[0], np.cumsum(items_per_session)[:-1]])
-        gap = rng.integers(250, 1_500, size=n_items)
+        gap = rng.integers(*SWIPE_GAP_MS, size=n_items)
         item_start = _exclusive_cumsum_within(watch + gap, session_first_item, item_session)
 
         # A session ends after MAX_SESSION_MS: later pages (and organic plays) never happen.
@@ -326,8 +320,8 @@ class TrafficGenerator:
         ev_type = [np.full(len(feed_items), IMPRESSION, np.int8), np.where(skipped[kept], SKIP, PLAY).astype(np.int8)]
         ev_offset = [page_start[item_page[feed_items]] + item_position[feed_items], item_start[kept] + watch[kept]]
         played = kept[~skipped[kept]]
-        for event_type, (bias, slope) in _ENGAGEMENT.items():
-            hit = played[rng.random(len(played)) < _sigmoid(bias + slope * score[played])]
+        for event_type in ENGAGEMENT:
+            hit = played[engages(event_type, score[played], rng)]
             ev_item.append(hit)
             ev_type.append(np.full(len(hit), event_type, np.int8))
             ev_offset.append(item_start[hit] + 1 + (rng.random(len(hit)) * watch[hit]).astype(np.int64))

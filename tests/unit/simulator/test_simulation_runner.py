@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,8 +13,7 @@ import pytest
 from reelhouse.config import load_config
 from reelhouse.errors import SimulationError
 from reelhouse.events.contract import Invalid, validate_payload
-from reelhouse.simulator import SimulationOptions, run_simulation
-from reelhouse.simulator import runner
+from reelhouse.simulator import SimulationOptions, run_simulation, runner
 
 from .simworld import START_MS
 
