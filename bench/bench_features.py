@@ -38,6 +38,7 @@ from reelhouse.events.contract import EVENT_TYPES
 from reelhouse.features.registry import WINDOWS
 from reelhouse.jobs import configure_logging
 from reelhouse.lake import Lake
+from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.simulator.catalogue import (
     AGE_GROUP_WEIGHTS,
     AGE_GROUPS,
@@ -49,7 +50,6 @@ from reelhouse.simulator.catalogue import (
     OS_WEIGHTS,
     topic_names,
 )
-from reelhouse.silver.tables import SILVER_EVENTS
 
 log = logging.getLogger("bench.features")
 

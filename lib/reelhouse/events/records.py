@@ -24,6 +24,7 @@ from reelhouse.events.contract import (
     validate_payload,
 )
 
+
 def split_records(records: pa.Table, limits: ValidationLimits) -> tuple[pa.Table, pa.Table]:
     """Validate each record's value; return ``(bronze, quarantine)`` tables in their lake schemas.
 

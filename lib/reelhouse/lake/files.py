@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-import re
 
 import pyarrow as pa
 import pyarrow.compute as pc

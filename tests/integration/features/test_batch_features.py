@@ -7,8 +7,7 @@ import datetime as dt
 import pytest
 
 from reelhouse.features import FEATURES, feature_names
-from reelhouse.features.batch import with_shares
-from reelhouse.features.batch import window_features
+from reelhouse.features.batch import window_features, with_shares
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ from reelhouse.lake import Lake
 from reelhouse.recall.candidates import build_candidates
 from reelhouse.recall.tables import ANY_USER
 from reelhouse.silver.tables import DIM_VIDEOS, SILVER_EVENTS
-
 from tests.integration.conftest import build_test_config
 
 pytestmark = pytest.mark.integration

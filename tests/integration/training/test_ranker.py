@@ -20,8 +20,8 @@ from deltalake import CommitProperties, write_deltalake
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.lake.delta import Lake
-from reelhouse.training.dataset import INPUT_VERSIONS_KEY
 from reelhouse.training.columns import CATEGORICAL_COLUMNS, LABEL, MODEL_INPUT_COLUMNS, NUMERIC_COLUMNS, SPLIT
+from reelhouse.training.dataset import INPUT_VERSIONS_KEY
 from reelhouse.training.promotion import CHALLENGER, CHAMPION, Candidate, promote_if_better
 from reelhouse.training.ranker import LIGHTGBM, LOGISTIC_REGRESSION, TrainResult, train_from_lake, train_rankers
 from tests.integration.conftest import build_test_config

@@ -10,7 +10,6 @@ from reelhouse.config import load_config
 from reelhouse.errors import ReelhouseError
 from reelhouse.recall.candidates import make_sources
 from reelhouse.recall.interactions import interactions_from_frame, with_item_attributes, with_item_vectors
-
 from tests.conftest import PROJECT_DIR
 
 
