@@ -241,7 +241,9 @@ def promote_versions(config: ReelhouseConfig, versions: Sequence[int]) -> Promot
         config = config.model_copy(update={"training": training.model_copy(update={"table": table})})
     rows, _ = read_training_set(config, int(table_version))
     test = split_training_set(rows, config.training).test
-    decision = promote_if_better(config, candidates, test, parent_run_id=candidates[0].run_id, client=client)
+    decision = promote_if_better(config, candidates, test, client=client)
+    # No training run spans the versions gated here: the decision goes beside the chosen candidate.
+    client.log_dict(decision.candidate_run_id, decision.to_dict(), "promotion.json")
     aliases = client.get_registered_model(name).aliases
     if int(aliases.get(CHAMPION, -1)) != decision.champion_version:
         raise ReelhouseError(

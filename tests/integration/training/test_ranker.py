@@ -269,3 +269,5 @@ def test_rankers_trained_apart_are_gated_together(config, training_set, second):
     aliases = MlflowClient().get_registered_model(MODEL).aliases
     assert (int(aliases[CHAMPION]), int(aliases[CHALLENGER])) == (best, runner_up)
     assert json.loads(decision.to_json())["champion_version"] == best
+    logged = [a.path for a in MlflowClient().list_artifacts(decision.candidate_run_id)]
+    assert "promotion.json" in logged
