@@ -1,8 +1,10 @@
 """The one SparkSession factory. Jobs call it once; library code receives ``spark`` as a parameter.
 
 Under ``spark-submit`` the master and memory given on the command line win over the config
-(the builder only fills what is not set). The reelhouse Kafka source is registered on every
-session, so ``spark.readStream.format("reelhouse-kafka")`` works everywhere.
+(the builder only fills what is not set), and so do the jars: ``spark-submit`` must be given
+them (``python -m reelhouse.jvm submit-args``), since the driver's JVM is already running.
+A session started from Python gets them here. Every session has Delta's SQL extension and
+catalog, so ``format("delta")``, ``DeltaTable`` and ``OPTIMIZE``/``VACUUM`` work everywhere.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pyspark.sql import SparkSession
 
 from reelhouse.config import ReelhouseConfig
+from reelhouse.jvm import DELTA_SESSION_CONF, spark_dependency_conf
 
 
 def spark_session(config: ReelhouseConfig, job_name: str) -> SparkSession:
@@ -29,22 +32,19 @@ def spark_session(config: ReelhouseConfig, job_name: str) -> SparkSession:
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
     )
-    if not _master_already_set():
+    for key, value in DELTA_SESSION_CONF.items():
+        builder = builder.config(key, value)
+    if not _under_spark_submit():
         builder = builder.master(config.spark.master)
+        for key, value in spark_dependency_conf(config.spark.jars).items():
+            builder = builder.config(key, value)
     for key, value in config.spark.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    register_data_sources(spark)
     return spark
 
 
-def register_data_sources(spark: SparkSession) -> None:
-    from reelhouse.streaming.kafka_source import KafkaDataSource
-
-    spark.dataSource.register(KafkaDataSource)
-
-
-def _master_already_set() -> bool:
+def _under_spark_submit() -> bool:
     """True under spark-submit: it starts the JVM first and hands this driver its gateway port."""
     return "PYSPARK_GATEWAY_PORT" in os.environ

@@ -116,13 +116,11 @@ class SparkConfig(_Model):
     app_name: str = Field("reelhouse", description="Application name prefix shown in the Spark UI.")
     shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions.")
     ui_enabled: bool = Field(False, description="Start the Spark web UI.")
-    kafka_format: Literal["python", "native"] = Field(
-        "python",
-        description="`python`: reelhouse's Python Data Source; `native`: Spark's `kafka` format (needs its jar).",
-    )
-    delta_format: Literal["python", "native"] = Field(
-        "python",
-        description="`python`: executors write parquet, delta-rs commits; `native`: delta-spark (needs its jars).",
+    jars: Literal["resolved", "packages"] = Field(
+        "resolved",
+        description="Where Spark's Kafka source and delta-spark come from. `resolved`: the jars `make install` "
+        "resolved with Maven into jvm/target/spark (no network at run time); `packages`: Spark resolves the same "
+        "coordinates (spark.jars.packages / --packages) from a Maven repository the driver reaches.",
     )
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
