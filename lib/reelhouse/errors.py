@@ -18,7 +18,11 @@ class StackError(ReelhouseError):
 
 
 class KafkaSourceError(ReelhouseError):
-    """The Kafka source was given bad options or lost data it was asked to read."""
+    """Kafka offsets or topics a reader was asked for do not exist."""
+
+
+class StreamError(ReelhouseError):
+    """A streaming query could not start or stopped: data loss, a checkpoint in use, a failed batch."""
 
 
 class LakeError(ReelhouseError):

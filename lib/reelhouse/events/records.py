@@ -24,6 +24,18 @@ from reelhouse.events.contract import (
     validate_payload,
 )
 
+#: What :func:`split_records` reads: the columns of Spark's ``kafka`` source, as Arrow hands them over.
+KAFKA_RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("topic", pa.string()),
+        pa.field("partition", pa.int32()),
+        pa.field("offset", pa.int64()),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
 
 def split_records(records: pa.Table, limits: ValidationLimits) -> tuple[pa.Table, pa.Table]:
     """Validate each record's value; return ``(bronze, quarantine)`` tables in their lake schemas.

@@ -42,9 +42,9 @@ from reelhouse.lake import AppTransaction, Lake
 from reelhouse.online.store import open_online_store
 from reelhouse.speed.dimensions import shared_video_attributes
 from reelhouse.speed.online import ENTITIES, OnlineTiles
-from reelhouse.streaming.ingest import checkpoint_query_id, kafka_options, validation_limits
-from reelhouse.streaming.kafka_source import read_kafka_stream
-from reelhouse.streaming.queries import await_query, with_trigger
+from reelhouse.streaming.ingest import validation_limits
+from reelhouse.streaming.queries import await_query, checkpoint_owner, with_trigger
+from reelhouse.streaming.source import checkpoint_query_id, read_events_stream
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -129,7 +129,7 @@ class SpeedLayerJob:
     def __init__(self, spark: SparkSession, config: ReelhouseConfig) -> None:
         self.spark = spark
         self.config = config
-        self.lake = Lake(config.lake, native=config.spark.delta_format == "native")
+        self.lake = Lake(config.lake)
         self.store = open_online_store(config.online_store)
         self.tiles = OnlineTiles(self.store)
         self.result = SpeedResult()
@@ -176,7 +176,7 @@ class SpeedLayerJob:
                 row["computed_at"] = computed_at
                 row["batch_id"] = batch_id
             table = pa.Table.from_pylist(entity_rows, schema=spec.schema)
-            self.lake.commit(spec, self.lake.file_writer(spec).write(table), txn=txn)
+            self.lake.write_arrow(self.spark, table, spec, txn=txn)
 
     def start(self, trigger: str | None = None) -> Any:
         speed = self.config.speed
@@ -184,8 +184,7 @@ class SpeedLayerJob:
         self.spark.conf.set("spark.sql.shuffle.partitions", str(speed.state_partitions))
         self.spark.conf.set("spark.sql.streaming.stateStore.providerClass", _STATE_STORES[speed.state_store])
         self.spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-        options = kafka_options(self.config, speed)
-        records = read_kafka_stream(self.spark, options, native=self.config.spark.kafka_format == "native")
+        records = read_events_stream(self.spark, self.config, speed)
         writer = (
             tile_stream(records, self.config)
             .writeStream.queryName(speed.query_name)
@@ -201,11 +200,12 @@ class SpeedLayerJob:
 
 def run_speed_layer(spark: SparkSession, config: ReelhouseConfig, trigger: str | None = None) -> SpeedResult:
     """Run the speed layer; returns when an available-now run has drained the topic."""
-    job = SpeedLayerJob(spark, config)
-    try:
-        query = job.start(trigger)
-        log.info("speed layer %s started (trigger=%s)", config.speed.query_name, trigger or config.speed.trigger)
-        job.result.elapsed_s = await_query(query, "the speed layer")
-    finally:
-        job.close()
+    with checkpoint_owner(config.speed):
+        job = SpeedLayerJob(spark, config)
+        try:
+            query = job.start(trigger)
+            log.info("speed layer %s started (trigger=%s)", config.speed.query_name, trigger or config.speed.trigger)
+            job.result.elapsed_s = await_query(query, "the speed layer", config.speed)
+        finally:
+            job.close()
     return job.result

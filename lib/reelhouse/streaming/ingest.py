@@ -1,11 +1,12 @@
 """Ingestion: Kafka activity logs -> ``bronze_events`` and ``quarantine_events``, exactly once.
 
-Each micro-batch is a fixed set of Kafka offset ranges (checkpointed by Spark before it runs).
-Executors validate the records against the contract and write parquet files for both tables
-in one pass; the driver commits each table with the Delta app transaction
-``(<query name>:<query id>, <batch id>)``. A micro-batch replayed after a crash finds its
-transaction already in the table and commits nothing, so no row is written twice; a batch that
-never committed is replayed from the same offsets, so no row is lost.
+Spark's ``kafka`` source plans each micro-batch as fixed per-partition offset ranges and
+checkpoints them before reading. Executors validate the records against the event contract in
+one pass (:func:`reelhouse.events.records.split_records`); the rows of both tables come out of
+that pass together and are written with delta-spark under Delta's idempotent-writes protocol:
+``txnAppId = <query name>:<query id>``, ``txnVersion = <batch id>``. A micro-batch replayed after a
+crash finds its transaction already in the table and writes nothing, so no row is written twice;
+a batch that never committed is replayed from the same offsets, so no row is lost.
 
 The query id comes from the checkpoint: a new checkpoint is a new query with its own
 transaction ids, so restarting from scratch cannot be mistaken for a replay.
@@ -16,24 +17,29 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from reelhouse.config import IngestConfig, ReelhouseConfig, SpeedConfig
-from reelhouse.events.contract import ValidationLimits
+from reelhouse.config import ReelhouseConfig
+from reelhouse.events.contract import BRONZE_SCHEMA, QUARANTINE_SCHEMA, ValidationLimits
 from reelhouse.events.records import split_records
-from reelhouse.lake import AppTransaction, FileAction, Lake
-from reelhouse.lake.files import filesystem_for
+from reelhouse.lake import AppTransaction, Lake
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
-from reelhouse.streaming.kafka_source import read_kafka_stream
-from reelhouse.streaming.queries import await_query, with_trigger
+from reelhouse.streaming.queries import await_query, checkpoint_owner, with_trigger
+from reelhouse.streaming.source import checkpoint_query_id, read_events_stream
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+# One row per record out of the validation pass: bronze's columns, then quarantine's own; a
+# record is quarantined exactly when its `reason` is set.
+_QUARANTINE_ONLY = [f for f in QUARANTINE_SCHEMA if f.name not in BRONZE_SCHEMA.names]
+VALIDATED_SCHEMA = pa.schema([f.with_nullable(True) for f in (*BRONZE_SCHEMA, *_QUARANTINE_ONLY)])
 
 
 @dataclass
@@ -53,26 +59,6 @@ class IngestionResult:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def kafka_options(config: ReelhouseConfig, stream: IngestConfig | SpeedConfig | None = None) -> dict[str, str]:
-    """Source options for the events topic, from config (client settings pass through as kafka.*).
-
-    ``stream`` is the section of the query reading it (default: ingestion).
-    """
-    stream = stream or config.ingest
-    options = {
-        "kafka.bootstrap.servers": config.kafka.bootstrap_servers,
-        "subscribe": config.kafka.events_topic.name,
-        "startingOffsets": stream.starting_offsets,
-        "minPartitions": str(stream.min_partitions),
-    }
-    if stream.max_offsets_per_trigger is not None:
-        options["maxOffsetsPerTrigger"] = str(stream.max_offsets_per_trigger)
-    if getattr(stream, "tail_probe_ms", None) is not None:
-        options["tailProbeMs"] = str(stream.tail_probe_ms)
-    options.update({f"kafka.{k}": v for k, v in config.kafka.client.items()})
-    return options
-
-
 def validation_limits(config: ReelhouseConfig) -> ValidationLimits:
     return ValidationLimits(
         max_payload_bytes=config.ingest.max_payload_bytes,
@@ -81,11 +67,35 @@ def validation_limits(config: ReelhouseConfig) -> ValidationLimits:
     )
 
 
-def checkpoint_query_id(checkpoint_dir: str) -> str:
-    """The stream id Spark keeps in ``<checkpoint>/metadata`` (stable across restarts)."""
-    fs, path = filesystem_for(checkpoint_dir.rstrip("/") + "/metadata")
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read().decode().splitlines()[0])["id"]
+class ValidateRecords:
+    """Executor side of one micro-batch: Kafka records -> validated rows of both tables."""
+
+    def __init__(self, limits: ValidationLimits) -> None:
+        self.limits = limits
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            bronze, quarantine = split_records(pa.Table.from_batches([batch]), self.limits)
+            yield from _as_validated(bronze).to_batches()
+            if quarantine.num_rows:
+                yield from _as_validated(quarantine).to_batches()
+
+
+def _as_validated(rows: pa.Table) -> pa.Table:
+    columns = [
+        rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+        for f in VALIDATED_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=VALIDATED_SCHEMA)
+
+
+def validate(records: DataFrame, limits: ValidationLimits) -> DataFrame:
+    """Kafka records -> one validated row per record (see :data:`VALIDATED_SCHEMA`)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return records.mapInArrow(ValidateRecords(limits), from_arrow_schema(VALIDATED_SCHEMA))
 
 
 class IngestionJob:
@@ -94,7 +104,7 @@ class IngestionJob:
     def __init__(self, spark: SparkSession, config: ReelhouseConfig) -> None:
         self.spark = spark
         self.config = config
-        self.lake = Lake(config.lake, native=config.spark.delta_format == "native")
+        self.lake = Lake(config.lake)
         self.limits = validation_limits(config)
         self.result = IngestionResult(query_id="")
         self._app_id: str | None = None
@@ -108,46 +118,43 @@ class IngestionJob:
         return self._app_id
 
     def process_batch(self, records: DataFrame, batch_id: int) -> None:
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
         txn = AppTransaction(self.app_id, batch_id)
-        tables = (BRONZE_EVENTS, QUARANTINE_EVENTS)
-        done = [self.lake.committed_version(spec.name, txn.app_id) for spec in tables]
-        if all(v is not None and v >= batch_id for v in done):
-            log.info("batch %d already in the lake; skipping replay", batch_id)
+        started = time.monotonic()
+        # Both tables' rows come from one validation pass, kept until both writes are done.
+        validated = validate(records, self.limits).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            quarantine = validated.where(F.col("reason").isNotNull()).select(*QUARANTINE_SCHEMA.names)
+            bronze = validated.where(F.col("reason").isNull()).select(*BRONZE_SCHEMA.names)
+            metadata = {"reelhouse.batch_id": str(batch_id)}
+            # Quarantine first: a crash between the two writes then replays into bronze, the
+            # table whose completeness matters most, rather than leaving bronze ahead.
+            q = self.lake.append(quarantine, QUARANTINE_EVENTS, txn=txn, metadata=metadata)
+            b = self.lake.append(bronze, BRONZE_EVENTS, txn=txn, metadata=metadata)
+        finally:
+            validated.unpersist()
+        if b.skipped and q.skipped:
+            log.info("batch %d already in the lake; skipped the replay", batch_id)
             self.result.skipped_batches += 1
             return
-        started = time.monotonic()
-        actions = self.lake.write_files(records, _BatchWriter(self.lake, self.limits))
-        by_table: dict[str, list[FileAction]] = {spec.name: [] for spec in tables}
-        for action in actions:
-            by_table[action.table].append(action)
-        # Quarantine first: a crash between the two commits then replays into bronze, the table
-        # whose completeness matters most, rather than leaving bronze ahead.
-        commits = {}
-        for spec in (QUARANTINE_EVENTS, BRONZE_EVENTS):
-            commits[spec.name] = self.lake.commit(
-                spec, by_table[spec.name], txn=txn, metadata={"reelhouse.batch_id": str(batch_id)}
-            )
-        bronze, quarantine = commits[BRONZE_EVENTS.name], commits[QUARANTINE_EVENTS.name]
         self.result.batches += 1
-        self.result.bronze_rows += bronze.rows
-        self.result.quarantine_rows += quarantine.rows
-        self.result.records += bronze.rows + quarantine.rows
-        self.result.bronze_version = bronze.version if bronze.version is not None else self.result.bronze_version
-        self.result.quarantine_version = (
-            quarantine.version if quarantine.version is not None else self.result.quarantine_version
-        )
+        self.result.bronze_rows += b.rows
+        self.result.quarantine_rows += q.rows
+        self.result.records += b.rows + q.rows
+        self.result.bronze_version = b.version if not b.skipped else self.result.bronze_version
+        self.result.quarantine_version = q.version if not q.skipped else self.result.quarantine_version
         log.info(
             "batch %d: %d bronze rows, %d quarantined, in %.1fs",
-            batch_id, bronze.rows, quarantine.rows, time.monotonic() - started,
+            batch_id, b.rows, q.rows, time.monotonic() - started,
         )
 
     def start(self, trigger: str | None = None) -> Any:
         ingest = self.config.ingest
-        records = read_kafka_stream(
-            self.spark, kafka_options(self.config), native=self.config.spark.kafka_format == "native"
-        )
+        records = read_events_stream(self.spark, self.config, ingest)
         for spec in (BRONZE_EVENTS, QUARANTINE_EVENTS):
-            self.lake.ensure_table(spec)
+            self.lake.ensure_table(self.spark, spec)
         writer = (
             records.writeStream.queryName(ingest.query_name)
             .option("checkpointLocation", ingest.checkpoint_dir)
@@ -156,30 +163,18 @@ class IngestionJob:
         return with_trigger(writer, trigger or ingest.trigger, ingest.processing_time).start()
 
 
-class _BatchWriter:
-    """Executor side of one micro-batch: validate records, write both tables' files."""
-
-    def __init__(self, lake: Lake, limits: ValidationLimits) -> None:
-        self.bronze = lake.file_writer(BRONZE_EVENTS)
-        self.quarantine = lake.file_writer(QUARANTINE_EVENTS)
-        self.limits = limits
-
-    def __call__(self, records: pa.Table) -> list[FileAction]:
-        bronze, quarantine = split_records(records, self.limits)
-        return self.bronze.write(bronze) + self.quarantine.write(quarantine)
-
-
 def run_ingestion(spark: SparkSession, config: ReelhouseConfig, trigger: str | None = None) -> IngestionResult:
     """Run the ingestion stream; returns when an available-now run has drained the topic."""
-    job = IngestionJob(spark, config)
-    query = job.start(trigger)
-    log.info("ingestion query %s started (trigger=%s)", config.ingest.query_name, trigger or config.ingest.trigger)
-    job.result.elapsed_s = await_query(query, "ingestion")
+    with checkpoint_owner(config.ingest):
+        job = IngestionJob(spark, config)
+        query = job.start(trigger)
+        log.info("ingestion query %s started (trigger=%s)", config.ingest.query_name, trigger or config.ingest.trigger)
+        job.result.elapsed_s = await_query(query, "the ingestion stream", config.ingest)
     if job.result.quarantine_rows:
-        job.result.reasons = quarantine_reasons(job.lake)
+        job.result.reasons = quarantine_reasons(spark, job.lake)
     return job.result
 
 
-def quarantine_reasons(lake: Lake) -> dict[str, int]:
-    counts = lake.to_arrow(QUARANTINE_EVENTS.name, columns=["reason"]).column("reason").value_counts()
-    return {item["values"].as_py(): item["counts"].as_py() for item in counts}
+def quarantine_reasons(spark: SparkSession, lake: Lake) -> dict[str, int]:
+    rows = lake.read(spark, QUARANTINE_EVENTS.name).groupBy("reason").count().collect()
+    return {row["reason"]: row["count"] for row in rows}

@@ -120,7 +120,7 @@ def test_the_same_micro_batch_handed_over_twice_lands_once(spark, ingest_config)
     import pyarrow as pa
 
     from reelhouse.streaming.ingest import IngestionJob
-    from reelhouse.streaming.kafka_source import KAFKA_RECORD_SCHEMA
+    from reelhouse.events.records import KAFKA_RECORD_SCHEMA
 
     checkpoint = Path(ingest_config.ingest.checkpoint_dir)
     checkpoint.mkdir(parents=True)

@@ -23,7 +23,7 @@ from reelhouse.events.contract import (
     validate_payload,
 )
 from reelhouse.events.records import split_records
-from reelhouse.streaming.kafka_source import KAFKA_RECORD_SCHEMA
+from reelhouse.events.records import KAFKA_RECORD_SCHEMA
 
 UTC = dt.UTC
 DEVICE = {"os": "android", "app_version": "31.0", "country": "BR", "network": "cellular"}
