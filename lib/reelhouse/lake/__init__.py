@@ -1,6 +1,5 @@
-"""The lake: Delta tables written by Spark executors and committed by delta-rs on the driver."""
+"""The lake: Delta tables written and read in Spark by delta-spark, read without Spark by delta-rs."""
 
-from reelhouse.lake.delta import AppTransaction, CommitResult, Lake, TableSpec
-from reelhouse.lake.files import FileAction, TableFileWriter
+from reelhouse.lake.delta import AppTransaction, CommitResult, Lake, TableSpec, commit_metadata
 
-__all__ = ["AppTransaction", "CommitResult", "FileAction", "Lake", "TableFileWriter", "TableSpec"]
+__all__ = ["AppTransaction", "CommitResult", "Lake", "TableSpec", "commit_metadata"]

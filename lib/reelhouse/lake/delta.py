@@ -1,48 +1,72 @@
 """The lake API: every Delta table reelhouse reads or writes goes through :class:`Lake`.
 
-Writes: executors write parquet files (:mod:`reelhouse.lake.files`), the driver commits them in
-one delta-rs transaction. A write may carry an app transaction ``(app_id, version)``: a table
-that already holds that version for that app skips the commit, which makes a replayed
-micro-batch a no-op (Delta's idempotent-writes protocol, ``txn`` actions).
+Two engines, one table format:
 
-Reads: Spark's parquet reader over the active files of a snapshot, with the table's schema
-and its partition values; time travel by version or timestamp.
+- **delta-spark** does every write (``append``, ``overwrite``, ``replace_partitions``, ``merge``,
+  ``write_arrow``, ``ensure_table``) and every read inside a Spark job (``read``). The writes take
+  their SparkSession from the DataFrame. Metadata calls (``exists``, ``version``, ``history``,
+  ``committed_version``) use delta-spark when given ``spark=`` and should be, in Spark jobs: that
+  engine sees the same log the job's writes and reads use.
+- **delta-rs** (``deltalake``) serves processes that have no SparkSession: the feed service
+  loading recall tables, the rankers reading a training set, the demo's summary, tests reading
+  tables back with a second reader. ``snapshot``, ``to_arrow`` and the metadata calls without
+  ``spark=`` use it.
 
-With ``spark.delta_format: native`` (delta-spark jars on the cluster) Spark's own ``delta``
-format does both, with the same idempotency through ``txnAppId``/``txnVersion``.
+Exactly once: a write may carry an :class:`AppTransaction` ``(app_id, version)``; Delta skips the
+write when the table already holds that version (or a later one) for that app (idempotent writes,
+``txnAppId``/``txnVersion``), which makes a replayed micro-batch or a retried task a no-op.
+:class:`CommitResult` says whether the write committed or was skipped, with the rows it wrote.
+
+Commit metadata: a write's ``metadata`` dict is stored as JSON in the commit's ``userMetadata``
+(see :func:`commit_metadata`), with one extra key, :data:`WRITE_ID_KEY`, that lets the writer find
+its own commit among concurrent ones (compaction may commit while a stream appends).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction
-from deltalake.exceptions import TableNotFoundError
-from deltalake.transaction import AddAction
 
 from reelhouse.config import LakeConfig
 from reelhouse.errors import LakeError
-from reelhouse.lake.files import FILE_ACTION_DDL, FILE_ACTION_SCHEMA, FileAction, TableFileWriter
 
 if TYPE_CHECKING:
+    import deltalake
+    from delta.tables import DeltaTable as SparkDeltaTable
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
+
+WRITE_ID_KEY = "reelhouse.write_id"
+"""userMetadata key identifying one write: its writer finds its commit (and its metrics) by it."""
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """Name, schema and partitioning of one Delta table."""
+    """Name, schema and partitioning of one Delta table: the one definition writers and readers use.
+
+    Timestamps are ``pa.timestamp(unit, tz="UTC")``; they become Spark/Delta ``timestamp`` columns.
+    """
 
     name: str
     schema: pa.Schema
     partition_by: tuple[str, ...] = ()
     description: str = ""
+
+    def spark_schema(self) -> StructType:
+        """The schema as Spark sees it (tz-aware timestamps -> TIMESTAMP, nullability kept)."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        # Naive timestamps would otherwise become TIMESTAMP_NTZ, a table feature older readers lack.
+        return from_arrow_schema(self.schema, prefer_timestamp_ntz=False)
 
 
 @dataclass(frozen=True)
@@ -55,20 +79,29 @@ class AppTransaction:
 
 @dataclass(frozen=True)
 class CommitResult:
+    """What one write did."""
+
     table: str
-    version: int | None  # the new table version; None when the write was already committed
-    files: int
-    rows: int
+    version: int | None  # the version this write committed; None when Delta skipped it (txn already there)
+    files: int = 0  # data files the commit added
+    rows: int = 0  # rows it wrote (MERGE: rows inserted or updated)
+    metrics: Mapping[str, str] = field(default_factory=dict)  # the commit's operationMetrics
 
     @property
     def skipped(self) -> bool:
         return self.version is None
 
 
-def _rows_in(actions: Iterable[FileAction]) -> int:
-    import json
-
-    return sum(json.loads(a.stats)["numRecords"] for a in actions)
+def commit_metadata(commit: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata dict a write stored in a commit (a :meth:`Lake.history` entry); ``{}`` if none."""
+    text = commit.get("userMetadata")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"userMetadata": text}  # written by another tool: keep it, unparsed
+    return value if isinstance(value, dict) else {"userMetadata": value}
 
 
 def _spark_path(uri: str) -> str:
@@ -76,177 +109,215 @@ def _spark_path(uri: str) -> str:
     return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
-class Lake:
-    def __init__(self, config: LakeConfig, native: bool = False) -> None:
-        self.config = config
-        self.native = native
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    # ----------------------------------------------------------------- tables
+
+def _concurrent_errors() -> tuple[type[BaseException], ...]:
+    from delta.exceptions import (
+        ConcurrentAppendException,
+        ConcurrentDeleteDeleteException,
+        ConcurrentDeleteReadException,
+        ConcurrentTransactionException,
+        ConcurrentWriteException,
+        DeltaConcurrentModificationException,
+        MetadataChangedException,
+        ProtocolChangedException,
+    )
+
+    return (
+        DeltaConcurrentModificationException,
+        ConcurrentWriteException,
+        MetadataChangedException,
+        ProtocolChangedException,
+        ConcurrentAppendException,
+        ConcurrentDeleteReadException,
+        ConcurrentDeleteDeleteException,
+        ConcurrentTransactionException,
+    )
+
+
+def is_conflict(error: BaseException) -> bool:
+    """True when ``error`` is Delta's optimistic-concurrency conflict: retrying on a fresh snapshot may work."""
+    return isinstance(error, _concurrent_errors())
+
+
+class Lake:
+    """The Delta tables under ``config.root``: writes and Spark reads by delta-spark, Python reads by delta-rs."""
+
+    def __init__(self, config: LakeConfig) -> None:
+        self.config = config
+
+    # ------------------------------------------------------------------ tables
     def uri(self, name: str) -> str:
         return f"{self.config.root.rstrip('/')}/{name}"
 
-    def _open(self, name: str, version: int | None = None) -> DeltaTable:
+    def spark_uri(self, name: str) -> str:
+        """The table's location as Spark's filesystems name it (``s3a://`` for ``s3://``)."""
+        return _spark_path(self.uri(name))
+
+    def ensure_table(self, spark: SparkSession, spec: TableSpec) -> SparkDeltaTable:
+        """The table, created empty with the spec's columns, partitioning and description if missing."""
+        from delta.tables import DeltaTable
+
+        location = self.spark_uri(spec.name)
+        if self._spark_snapshot(spark, location).version() >= 0:
+            return DeltaTable.forPath(spark, location)
+        builder = DeltaTable.createIfNotExists(spark).location(location).addColumns(spec.spark_schema())
+        if spec.partition_by:
+            builder = builder.partitionedBy(*spec.partition_by)
+        if spec.description:
+            builder = builder.comment(spec.description)
         try:
-            return DeltaTable(self.uri(name), version=version, storage_options=self.config.storage_options or None)
-        except TableNotFoundError as e:
-            raise LakeError(f"Delta table {name!r} does not exist at {self.uri(name)}; has its job run yet?") from e
+            table = builder.execute()
+        except Exception as e:
+            # Two writers creating the same table at once: the loser conflicts; the table exists either way.
+            if not (is_conflict(e) and self._spark_snapshot(spark, location).version() >= 0):
+                raise
+            table = DeltaTable.forPath(spark, location)
+        log.info("created Delta table %s at %s", spec.name, location)
+        return table
 
-    def exists(self, name: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(name), storage_options=self.config.storage_options or None)
+    def exists(self, name: str, spark: SparkSession | None = None) -> bool:
+        if spark is not None:
+            return self._spark_snapshot(spark, self.spark_uri(name)).version() >= 0
+        from deltalake import DeltaTable
 
-    def ensure_table(self, spec: TableSpec) -> DeltaTable:
-        """Open the table, creating it empty with the spec's schema and partitioning if missing."""
-        if not self.exists(spec.name):
-            DeltaTable.create(
-                self.uri(spec.name),
-                schema=spec.schema,
-                partition_by=list(spec.partition_by) or None,
-                name=spec.name,
-                description=spec.description or None,
-                mode="ignore",
-                storage_options=self.config.storage_options or None,
-            )
-            log.info("created Delta table %s at %s", spec.name, self.uri(spec.name))
-        return self._open(spec.name)
+        return DeltaTable.is_deltatable(self.uri(name), storage_options=self._storage_options())
 
-    def version(self, name: str) -> int:
-        return self._open(name).version()
+    def version(self, name: str, spark: SparkSession | None = None) -> int:
+        """The table's latest version (delta-spark with ``spark``, else delta-rs)."""
+        if spark is not None:
+            version = self._spark_snapshot(spark, self.spark_uri(name)).version()
+            if version < 0:
+                raise self._missing(name)
+            return int(version)
+        return self.snapshot(name).version()
 
-    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._open(name).history(limit)
+    def history(self, name: str, limit: int | None = None, spark: SparkSession | None = None) -> list[dict[str, Any]]:
+        """The table's commits, newest first.
 
-    def committed_version(self, name: str, app_id: str) -> int | None:
+        Both engines give ``version``, ``operation``, ``operationParameters``, ``operationMetrics``
+        and ``userMetadata`` (parse it with :func:`commit_metadata`); ``timestamp`` is a naive UTC
+        datetime from delta-spark, epoch milliseconds from delta-rs.
+        """
+        if spark is None:
+            return self.snapshot(name).history(limit)
+        if not self.exists(name, spark):
+            raise self._missing(name)
+        from delta.tables import DeltaTable
+
+        rows = DeltaTable.forPath(spark, self.spark_uri(name)).history(limit).collect()
+        return [row.asDict(recursive=True) for row in rows]
+
+    def committed_version(self, name: str, app_id: str, spark: SparkSession | None = None) -> int | None:
         """The last app-transaction version ``app_id`` committed to ``name`` (None if never)."""
+        if spark is not None:
+            snapshot = self._spark_snapshot(spark, self.spark_uri(name))
+            if snapshot.version() < 0:
+                return None
+            found = snapshot.transactions().get(app_id)  # a Scala Option[Long]
+            return int(found.get()) if found.isDefined() else None
         if not self.exists(name):
             return None
-        return self._open(name).transaction_version(app_id)
+        return self.snapshot(name).transaction_version(app_id)
 
-    # ----------------------------------------------------------------- writes
-    def file_writer(self, spec: TableSpec) -> TableFileWriter:
-        return TableFileWriter(
-            table=spec.name,
-            uri=self.uri(spec.name),
-            schema=spec.schema,
-            partition_by=spec.partition_by,
-            storage_options=dict(self.config.storage_options),
-            target_file_rows=self.config.target_file_rows,
-        )
-
-    def commit(
+    # ------------------------------------------------------------------ writes
+    def append(
         self,
+        df: DataFrame,
         spec: TableSpec,
-        actions: list[FileAction],
-        *,
-        mode: str = "append",
         txn: AppTransaction | None = None,
-        metadata: dict[str, Any] | None = None,
-        partition_filters: list[tuple[str, str, Any]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> CommitResult:
-        """Commit files the executors wrote, atomically; skip if ``txn`` is already in the table.
-
-        ``mode="overwrite"`` with ``partition_filters`` replaces only the matching partitions.
-        """
-        table = self.ensure_table(spec)
-        if txn is not None:
-            done = table.transaction_version(txn.app_id)
-            if done is not None and done >= txn.version:
-                log.info("%s: %s version %d already committed (table has %d); skipping",
-                         spec.name, txn.app_id, txn.version, done)
-                return CommitResult(spec.name, None, 0, 0)
-        if not actions and mode == "append" and txn is None:
-            return CommitResult(spec.name, table.version(), 0, 0)
-        adds = [AddAction(a.path, a.size, a.partition_values, a.modification_time, True, a.stats) for a in actions]
-        properties = CommitProperties(
-            custom_metadata={"reelhouse.table": spec.name, **(metadata or {})},
-            app_transactions=[Transaction(txn.app_id, txn.version)] if txn is not None else None,
-        )
-        try:
-            table.create_write_transaction(
-                adds,
-                mode=mode,
-                schema=spec.schema,
-                partition_by=list(spec.partition_by) or None,
-                partition_filters=partition_filters,
-                commit_properties=properties,
-            )
-        except Exception as e:  # delta-rs raises several unrelated types; all mean "not committed"
-            raise LakeError(f"commit to {spec.name} failed ({len(adds)} files): {e}") from e
-        table.update_incremental()
-        result = CommitResult(spec.name, table.version(), len(adds), _rows_in(actions))
-        log.info("%s: committed version %d (%d files, %d rows)", spec.name, result.version, result.files, result.rows)
-        return result
-
-    def write_files(self, df: DataFrame, writers: Callable[[pa.Table], list[FileAction]]) -> list[FileAction]:
-        """Run ``writers`` over each Spark partition's rows on the executors; return their file actions."""
-
-        def write_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            rows = [b for b in batches if b.num_rows]
-            if not rows:
-                return
-            actions = writers(pa.Table.from_batches(rows))
-            if actions:
-                yield pa.RecordBatch.from_pylist([a.to_row() for a in actions], schema=FILE_ACTION_SCHEMA)
-
-        return [FileAction.from_row(row) for row in df.mapInArrow(write_partition, FILE_ACTION_DDL).collect()]
-
-    def append(self, df: DataFrame, spec: TableSpec, txn: AppTransaction | None = None) -> CommitResult:
-        return self._write(df, spec, "append", txn)
+        """Append ``df``'s rows (selected and cast to the spec); skipped if ``txn`` is already in the table."""
+        return self._write(df, spec, "append", txn, metadata)
 
     def overwrite(
         self,
         df: DataFrame,
         spec: TableSpec,
         txn: AppTransaction | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> CommitResult:
-        """Replace the table's rows with ``df``; ``metadata`` goes into the commit (see :meth:`history`)."""
+        """Replace the table's rows with ``df``; ``metadata`` goes into the commit (see :func:`commit_metadata`)."""
         return self._write(df, spec, "overwrite", txn, metadata)
 
     def replace_partitions(
-        self, df: DataFrame, spec: TableSpec, column: str, values: list[str], txn: AppTransaction | None = None
+        self,
+        df: DataFrame,
+        spec: TableSpec,
+        column: str,
+        values: Sequence[str],
+        txn: AppTransaction | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> CommitResult:
-        """Atomically replace the partitions ``column IN values`` with ``df`` (rows outside them are an error).
+        """Atomically replace the partitions ``column IN values`` with ``df`` (Delta ``replaceWhere``).
 
         The idempotent write of a data interval: running it twice leaves the same table. A listed
-        partition that ``df`` has no rows for is emptied.
+        partition that ``df`` has no rows for ends empty; a row outside the listed partitions fails
+        the write (Delta checks it while writing) and nothing is committed.
         """
         if column not in spec.partition_by:
             raise LakeError(f"{spec.name} is not partitioned by {column!r} (partitioned by {spec.partition_by})")
-        if self.native:
-            condition = f"{column} IN ({', '.join(repr(v) for v in values)})"
-            writer = df.select(*spec.schema.names).write.format("delta").mode("overwrite").option("replaceWhere", condition)
-            writer.partitionBy(*spec.partition_by).save(_spark_path(self.uri(spec.name)))
-            return CommitResult(spec.name, self.version(spec.name), 0, 0)
-        if txn is not None and (self.committed_version(spec.name, txn.app_id) or -1) >= txn.version:
-            return CommitResult(spec.name, None, 0, 0)
-        writer = self.file_writer(spec)
-        allowed = set(values)
+        if not values:
+            raise LakeError(f"{spec.name}: replace_partitions needs the {column} values of the interval it rewrites")
+        condition = f"`{column}` IN ({', '.join(_sql_string(str(v)) for v in values)})"
+        return self._write(df, spec, "overwrite", txn, metadata, replace_where=condition)
 
-        def write_inside(rows: pa.Table) -> list[FileAction]:
-            outside = set(rows.column(column).cast(pa.string()).to_pylist()) - allowed
-            if outside:
-                raise ValueError(f"{spec.name}: rows for {column} {sorted(outside)[:3]} outside the replaced partitions")
-            return writer.write(rows)
+    def merge(
+        self, df: DataFrame, spec: TableSpec, keys: Sequence[str], compare: Sequence[str]
+    ) -> CommitResult:
+        """Upsert ``df`` by ``keys`` (Delta MERGE): new keys are inserted, a key whose ``compare``
+        columns changed is updated, unchanged rows are left alone. ``rows``: inserted + updated.
 
-        actions = self.write_files(df.select(*spec.schema.names), write_inside)
-        return self.commit(spec, actions, mode="overwrite", txn=txn, partition_filters=[(column, "in", list(values))])
-
-    def merge_rows(self, spec: TableSpec, rows: pa.Table, keys: tuple[str, ...], compare: tuple[str, ...]) -> dict[str, Any]:
-        """Upsert ``rows`` by ``keys`` (Delta MERGE): new keys are inserted, a key whose ``compare``
-        columns changed is updated in place, unchanged rows are left alone (no new files).
-
-        Runs in this process with delta-rs: meant for dimension tables of modest size.
+        ``df`` must hold each key once (Delta refuses a MERGE where two source rows match one target row).
         """
-        table = self.ensure_table(spec)
-        source = rows.select(spec.schema.names).cast(spec.schema)
-        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        changed = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in compare)
-        return (
-            table.merge(source, predicate=on, source_alias="s", target_alias="t")
-            .when_matched_update_all(predicate=changed)
-            .when_not_matched_insert_all()
-            .execute()
+        spark = df.sparkSession
+        self.ensure_table(spark, spec)
+        from delta.tables import DeltaTable
+
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        builder = DeltaTable.forPath(spark, self.spark_uri(spec.name)).alias("t").merge(
+            self._conform(df, spec).alias("s"), on
         )
+        if compare:
+            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare)
+            builder = builder.whenMatchedUpdateAll(condition=changed)
+        try:
+            summary = builder.whenNotMatchedInsertAll().execute().collect()
+        except Exception as e:
+            raise self._write_error(spec, "merge", e) from e
+        metrics = {k: str(v) for k, v in (summary[0].asDict() if summary else {}).items()}
+        version = self.version(spec.name, spark)
+        rows = int(metrics.get("num_inserted_rows", 0)) + int(metrics.get("num_updated_rows", 0))
+        log.info("%s: merged at version %d: %s", spec.name, version, metrics)
+        return CommitResult(spec.name, version, 0, rows, metrics)
+
+    def write_arrow(
+        self,
+        spark: SparkSession,
+        rows: pa.Table,
+        spec: TableSpec,
+        mode: Literal["append", "overwrite"] = "append",
+        txn: AppTransaction | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> CommitResult:
+        """Write rows built on the driver (a modest Arrow table) through the same path as :meth:`append`."""
+        if mode not in ("append", "overwrite"):
+            raise LakeError(f"write_arrow mode must be 'append' or 'overwrite', not {mode!r}")
+        return self._write(self.arrow_frame(spark, rows, spec), spec, mode, txn, metadata)
+
+    def arrow_frame(self, spark: SparkSession, rows: pa.Table, spec: TableSpec) -> DataFrame:
+        """A DataFrame of ``rows`` selected and cast to the spec's schema."""
+        missing = [n for n in spec.schema.names if n not in rows.column_names]
+        if missing:
+            raise LakeError(f"{spec.name}: rows lack columns {missing}; build them with the table's TableSpec")
+        try:
+            conformed = rows.select(spec.schema.names).cast(spec.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
+            raise LakeError(f"{spec.name}: rows do not cast to the table's schema: {e}") from e
+        return spark.createDataFrame(conformed, schema=spec.spark_schema())
 
     def _write(
         self,
@@ -254,49 +325,79 @@ class Lake:
         spec: TableSpec,
         mode: str,
         txn: AppTransaction | None,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, Any] | None,
+        replace_where: str | None = None,
     ) -> CommitResult:
-        if self.native:
-            return self._write_native(df, spec, mode, txn, metadata)
-        if txn is not None and (self.committed_version(spec.name, txn.app_id) or -1) >= txn.version:
-            return CommitResult(spec.name, None, 0, 0)
-        writer = self.file_writer(spec)
-        actions = self.write_files(df.select(*spec.schema.names), writer.write)
-        return self.commit(spec, actions, mode=mode, txn=txn, metadata=metadata)
-
-    def _write_native(
-        self,
-        df: DataFrame,
-        spec: TableSpec,
-        mode: str,
-        txn: AppTransaction | None,
-        metadata: dict[str, str] | None = None,
-    ) -> CommitResult:
-        writer = df.select(*spec.schema.names).write.format("delta").mode(mode)
+        spark = df.sparkSession
+        location = self.spark_uri(spec.name)
+        self.ensure_table(spark, spec)
+        before = self._spark_snapshot(spark, location).version()
+        write_id = uuid.uuid4().hex
+        # delta-spark keeps one user string per commit; history() shows it as ``userMetadata``.
+        user_metadata = json.dumps({**(metadata or {}), WRITE_ID_KEY: write_id}, sort_keys=True, default=str)
+        writer = self._conform(df, spec).write.format("delta").mode(mode).option("userMetadata", user_metadata)
         if spec.partition_by:
             writer = writer.partitionBy(*spec.partition_by)
         if txn is not None:
-            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
-        if metadata:
-            # delta-spark keeps one user string per commit; history() shows it as ``userMetadata``.
-            import json
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", str(txn.version))
+        if replace_where is not None:
+            writer = writer.option("replaceWhere", replace_where)
+        try:
+            writer.save(location)
+        except Exception as e:
+            raise self._write_error(spec, mode if replace_where is None else "replace_partitions", e) from e
+        return self._result(spark, spec.name, before, write_id, txn)
 
-            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
-        writer.save(_spark_path(self.uri(spec.name)))
-        return CommitResult(spec.name, self.version(spec.name), 0, 0)
+    def _result(
+        self, spark: SparkSession, name: str, before: int, write_id: str, txn: AppTransaction | None
+    ) -> CommitResult:
+        """Find this write's commit among those made since ``before`` (compaction may have committed too)."""
+        after = self._spark_snapshot(spark, self.spark_uri(name)).version()
+        if after > before:
+            for commit in self.history(name, limit=after - before, spark=spark):
+                if commit_metadata(commit).get(WRITE_ID_KEY) == write_id:
+                    metrics = {k: str(v) for k, v in (commit.get("operationMetrics") or {}).items()}
+                    result = CommitResult(
+                        name,
+                        int(commit["version"]),
+                        int(metrics.get("numFiles") or metrics.get("numAddedFiles") or 0),
+                        int(metrics.get("numOutputRows") or 0),
+                        metrics,
+                    )
+                    log.info("%s: committed version %d (%d files, %d rows)", name, result.version, result.files, result.rows)
+                    return result
+        if txn is None:
+            raise LakeError(f"{name}: the write returned but its commit is not in the log after version {before}")
+        log.info("%s: %s version %d already committed; Delta skipped the write", name, txn.app_id, txn.version)
+        return CommitResult(name, None)
 
-    # ------------------------------------------------------------------ reads
-    def snapshot(self, name: str, version: int | None = None, timestamp: dt.datetime | str | None = None) -> DeltaTable:
-        if version is not None and timestamp is not None:
-            raise LakeError("time travel takes a version or a timestamp, not both")
-        table = self._open(name, version)
-        if timestamp is not None:
-            try:
-                table.load_as_version(timestamp)
-            except Exception as e:
-                raise LakeError(f"{name}: no version at or before {timestamp}: {e}") from e
-        return table
+    @staticmethod
+    def _conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+        """``df``'s columns in the spec's order, cast to its types (a cast to the same type is free)."""
+        from pyspark.sql import functions as F
 
+        missing = [n for n in spec.schema.names if n not in df.columns]
+        if missing:
+            raise LakeError(f"{spec.name}: the DataFrame lacks columns {missing}; build it with the table's TableSpec")
+        return df.select(*(F.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in spec.spark_schema()))
+
+    def _write_error(self, spec: TableSpec, what: str, error: Exception) -> Exception:
+        """A LakeError for errors a caller can act on; conflicts and other failures pass unchanged."""
+        from pyspark.errors import AnalysisException
+
+        if is_conflict(error):
+            return error  # the caller may retry on a fresh snapshot (maintenance does)
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "does not conform to partial table overwrite condition" in str(error) or "DELTA_REPLACE_WHERE_MISMATCH" in str(error):
+            return LakeError(f"{spec.name}: {what} got rows outside the partitions it replaces; nothing was committed ({text})")
+        if isinstance(error, AnalysisException):
+            return LakeError(
+                f"{spec.name}: {what} refused by Delta: {text}. If the table's schema or partitioning differs "
+                f"from its TableSpec, migrate the table (or remove it at {self.uri(spec.name)} if it can be rebuilt)"
+            )
+        return error
+
+    # ------------------------------------------------------------------- reads
     def read(
         self,
         spark: SparkSession,
@@ -304,29 +405,63 @@ class Lake:
         version: int | None = None,
         timestamp: dt.datetime | str | None = None,
     ) -> DataFrame:
-        """A DataFrame over one snapshot of the table (the latest, or a version or timestamp)."""
-        if self.native:
-            reader = spark.read.format("delta")
-            if version is not None:
-                reader = reader.option("versionAsOf", version)
-            if timestamp is not None:
-                reader = reader.option("timestampAsOf", str(timestamp))
-            return reader.load(_spark_path(self.uri(name)))
-        from pyspark.sql.pandas.types import from_arrow_schema
+        """A DataFrame over one snapshot of the table (the latest, or a version or timestamp), by delta-spark."""
+        if version is not None and timestamp is not None:
+            raise LakeError("time travel takes a version or a timestamp, not both")
+        from pyspark.errors import AnalysisException
 
-        table = self.snapshot(name, version, timestamp)
-        arrow_schema = pa.schema(table.schema().to_arrow())
-        spark_schema = from_arrow_schema(arrow_schema)
-        files = [_spark_path(f) for f in table.file_uris()]
-        if not files:
-            return spark.createDataFrame([], spark_schema)
-        frame = (
-            spark.read.schema(spark_schema)
-            .option("basePath", _spark_path(self.uri(name)))
-            .parquet(*files)
-        )
-        return frame.select(*arrow_schema.names)
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", str(version))
+        if timestamp is not None:
+            text = timestamp.astimezone(dt.UTC).isoformat() if isinstance(timestamp, dt.datetime) and timestamp.tzinfo else str(timestamp)
+            reader = reader.option("timestampAsOf", text)
+        try:
+            return reader.load(self.spark_uri(name))
+        except AnalysisException as e:
+            if not self.exists(name, spark):
+                raise self._missing(name) from e
+            raise LakeError(f"{name}: cannot read version {version} / timestamp {timestamp}: {str(e).splitlines()[0]}") from e
+
+    def snapshot(
+        self, name: str, version: int | None = None, timestamp: dt.datetime | str | None = None
+    ) -> deltalake.DeltaTable:
+        """The table (or one version of it) opened by delta-rs, for processes without Spark."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        if version is not None and timestamp is not None:
+            raise LakeError("time travel takes a version or a timestamp, not both")
+        try:
+            table = DeltaTable(self.uri(name), version=version, storage_options=self._storage_options())
+        except TableNotFoundError as e:
+            raise self._missing(name) from e
+        if timestamp is not None:
+            try:
+                table.load_as_version(timestamp)
+            except Exception as e:  # delta-rs raises several unrelated types for "no such version"
+                raise LakeError(f"{name}: no version at or before {timestamp}: {e}") from e
+        return table
 
     def to_arrow(self, name: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """Read a (small) table on this process with delta-rs, without Spark."""
         return pa.table(self.snapshot(name, version).to_pyarrow_table(columns=columns))
+
+    # ----------------------------------------------------------------- helpers
+    def _storage_options(self) -> dict[str, str] | None:
+        return dict(self.config.storage_options) or None
+
+    def _missing(self, name: str) -> LakeError:
+        return LakeError(f"Delta table {name!r} does not exist at {self.uri(name)}; has its job run yet?")
+
+    @staticmethod
+    def _spark_snapshot(spark: SparkSession, location: str) -> Any:
+        """delta-spark's current snapshot of the log at ``location`` (version -1: no table).
+
+        Through the JVM: the Python API has no call for a table's version or its app transactions,
+        and ``history(1)`` costs a Spark job where this lists the log. Scala default arguments are
+        passed explicitly (py4j cannot omit them).
+        """
+        delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, location)  # type: ignore[attr-defined]
+        defaults = (getattr(delta_log, f"update$default${i}")() for i in (1, 2, 3))
+        return delta_log.update(*defaults)
