@@ -1,14 +1,14 @@
-"""Compact, vacuum and checkpoint the lake's Delta tables; safe while the streaming jobs run.
+"""Compact, vacuum and checkpoint the lake's Delta tables with delta-spark; safe while the streaming jobs run.
 
     python jobs/maintain_tables.py --config conf/local.yaml [--tables bronze_events,quarantine_events] [--retention-hours 168]
 
-No Spark: delta-rs does the work in this process. Prints the report as JSON on the last line;
-exits 1 when a table failed (the others are still maintained), 2 on a configuration error.
+Prints the report as JSON on the last line; exits 1 when a table failed (the others are still
+maintained), 2 on a configuration error.
 """
 
 import sys
 
-from reelhouse.jobs import job_parser, run_job
+from reelhouse.jobs import job_parser, run_spark_job
 from reelhouse.lake.maintenance import run_maintenance, table_names
 
 
@@ -17,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", type=table_names, default=None, help="comma-separated tables (default: config)")
     parser.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")
     args = parser.parse_args(argv)
-    return run_job(args, "maintain_tables", lambda config: run_maintenance(config, args.tables, args.retention_hours))
+    return run_spark_job(
+        args,
+        "maintain_tables",
+        lambda spark, config: run_maintenance(spark, config, args.tables, args.retention_hours),
+    )
 
 
 if __name__ == "__main__":

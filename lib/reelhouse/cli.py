@@ -97,10 +97,18 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def _cmd_maintain(args: argparse.Namespace) -> int:
-    from reelhouse.lake.maintenance import run_maintenance, table_names
+    from reelhouse.lake import Lake
+    from reelhouse.lake.maintenance import maintain, maintenance_settings, table_names
+    from reelhouse.session import spark_session
 
+    config = load_config(args.config)
     tables = table_names(args.tables) if args.tables is not None else None
-    report = run_maintenance(load_config(args.config), tables, args.retention_hours)
+    settings = maintenance_settings(config, tables, args.retention_hours)  # a bad override fails before Spark starts
+    spark = spark_session(config, "maintain_tables")
+    try:
+        report = maintain(spark, Lake(config.lake), settings)
+    finally:
+        spark.stop()
     print(report.to_json())
     return 0 if report.ok else 1
 

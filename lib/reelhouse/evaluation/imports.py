@@ -411,7 +411,7 @@ def write_quarantine(quarantine: pa.Table, path: str, storage_options: dict[str,
     """Write the quarantined rows as one Parquet file (local path or object-store URI)."""
     import pyarrow.parquet as pq
 
-    from reelhouse.lake.files import filesystem_for
+    from reelhouse.lake.storage import filesystem_for
 
     fs, inner = filesystem_for(path, storage_options)
     parent = inner.rsplit("/", 1)[0] if "/" in inner else ""

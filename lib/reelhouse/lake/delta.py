@@ -76,6 +76,10 @@ class AppTransaction:
     app_id: str
     version: int
 
+    def __post_init__(self) -> None:
+        if self.version < 0:
+            raise LakeError(f"app transaction {self.app_id!r}: version {self.version} must be >= 0 (Delta's txnVersion)")
+
 
 @dataclass(frozen=True)
 class CommitResult:
@@ -335,7 +339,11 @@ class Lake:
         write_id = uuid.uuid4().hex
         # delta-spark keeps one user string per commit; history() shows it as ``userMetadata``.
         user_metadata = json.dumps({**(metadata or {}), WRITE_ID_KEY: write_id}, sort_keys=True, default=str)
-        writer = self._conform(df, spec).write.format("delta").mode(mode).option("userMetadata", user_metadata)
+        writer = (
+            self._conform(df, spec).write.format("delta").mode(mode)
+            .option("userMetadata", user_metadata)
+            .option("maxRecordsPerFile", str(self.config.target_file_rows))
+        )
         if spec.partition_by:
             writer = writer.partitionBy(*spec.partition_by)
         if txn is not None:

@@ -235,7 +235,7 @@ def read_item_vectors(
     """The embeddings Parquet (local path or object-store URI), only its item and vector columns."""
     import pyarrow.parquet as pq
 
-    from reelhouse.lake.files import filesystem_for
+    from reelhouse.lake.storage import filesystem_for
 
     fs, inner = filesystem_for(path, storage_options)
     try:

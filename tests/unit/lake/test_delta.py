@@ -1,0 +1,98 @@
+"""The lake API's pure parts: table specs as Spark sees them, app transactions, commit metadata, argument checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
+
+from reelhouse.config import LakeConfig
+from reelhouse.errors import LakeError
+from reelhouse.lake import AppTransaction, CommitResult, Lake, TableSpec, commit_metadata
+from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+
+SPEC = TableSpec(
+    "plays",
+    pa.schema(
+        [
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("event_time", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("watch_ms", pa.int64()),
+            pa.field("event_date", pa.date32(), nullable=False),
+        ]
+    ),
+    ("event_date",),
+    "test table",
+)
+
+
+def test_a_spec_becomes_the_spark_schema_with_utc_timestamps_and_nullability_kept():
+    assert SPEC.spark_schema() == StructType(
+        [
+            StructField("event_id", StringType(), False),
+            StructField("event_time", TimestampType(), False),
+            StructField("watch_ms", LongType(), True),
+            StructField("event_date", DateType(), False),
+        ]
+    )
+
+
+def test_a_naive_timestamp_is_a_utc_timestamp_not_timestamp_ntz():
+    # TIMESTAMP_NTZ is a Delta table feature some readers lack; reelhouse times are instants.
+    spec = TableSpec("t", pa.schema([pa.field("at", pa.timestamp("ms"))]))
+    assert spec.spark_schema()["at"].dataType == TimestampType()
+
+
+@pytest.mark.parametrize("spec", [BRONZE_EVENTS, QUARANTINE_EVENTS])
+def test_the_lake_tables_convert_and_are_partitioned_by_their_own_columns(spec):
+    names = spec.spark_schema().fieldNames()
+    assert names == spec.schema.names
+    assert set(spec.partition_by) <= set(names)
+
+
+def test_app_transaction_versions_are_never_negative():
+    # Delta's txnVersion must be >= 0: a replayed batch id counts from 0.
+    assert AppTransaction("ingest", 0).version == 0
+    with pytest.raises(LakeError, match="must be >= 0"):
+        AppTransaction("ingest", -1)
+
+
+def test_a_commit_result_without_a_version_was_skipped():
+    assert CommitResult("t", None).skipped
+    assert not CommitResult("t", 3, files=1, rows=10).skipped
+
+
+def test_commit_metadata_parses_the_json_a_write_stored():
+    assert commit_metadata({"userMetadata": '{"inputs": "{\\"silver\\": 3}", "reelhouse.write_id": "w"}'}) == {
+        "inputs": '{"silver": 3}',
+        "reelhouse.write_id": "w",
+    }
+    assert commit_metadata({"userMetadata": None}) == {} and commit_metadata({}) == {}
+    # Written by another tool: kept as it is, not an error.
+    assert commit_metadata({"userMetadata": "nightly fix"}) == {"userMetadata": "nightly fix"}
+
+
+def test_replace_partitions_checks_its_arguments_before_touching_spark():
+    lake = Lake(LakeConfig(root="/nowhere"))
+    with pytest.raises(LakeError, match="not partitioned by 'event_id'"):
+        lake.replace_partitions(None, SPEC, "event_id", ["a"])  # type: ignore[arg-type]
+    with pytest.raises(LakeError, match="needs the event_date values"):
+        lake.replace_partitions(None, SPEC, "event_date", [])  # type: ignore[arg-type]
+
+
+def test_table_locations_follow_the_root_and_spark_says_s3a():
+    lake = Lake(LakeConfig(root="s3://bucket/lake/"))
+    assert lake.uri("plays") == "s3://bucket/lake/plays"
+    assert lake.spark_uri("plays") == "s3a://bucket/lake/plays"
+    assert Lake(LakeConfig(root="/data/lake")).spark_uri("plays") == "/data/lake/plays"
+
+
+def test_reading_a_missing_table_without_spark_says_what_to_do(tmp_path):
+    lake = Lake(LakeConfig(root=str(tmp_path)))
+    assert not lake.exists("plays") and lake.committed_version("plays", "app") is None
+    with pytest.raises(LakeError, match="does not exist .* has its job run yet"):
+        lake.to_arrow("plays")
+    with pytest.raises(LakeError, match="a version or a timestamp, not both"):
+        lake.snapshot("plays", version=1, timestamp=dt.datetime.now(dt.UTC))
