@@ -128,10 +128,15 @@ class SparkConfig(_Model):
 class LakeConfig(_Model):
     root: str = Field(".reelhouse/lake", description="Directory or s3:// URI under which every Delta table lives.")
     storage_options: dict[str, str] = Field(
-        default_factory=dict, description="delta-rs / object-store options (credentials come from the environment)."
+        default_factory=dict,
+        description="Object-store options of the delta-rs readers (feed service, rankers); Spark takes its own "
+        "from the Hadoop settings (spark.conf). Credentials come from the environment.",
     )
     target_file_rows: int = Field(
-        1_000_000, ge=1000, description="Rows per parquet file an executor writes before starting a new one."
+        1_000_000,
+        ge=1,
+        description="Most rows one parquet file of a write holds (Spark's maxRecordsPerFile); a task with more "
+        "rows starts a new file.",
     )
 
 
@@ -141,7 +146,9 @@ class MaintenanceConfig(_Model):
     tables: list[str] | None = Field(
         None, description="Tables to maintain, by name under the lake root (None: every Delta table there)."
     )
-    target_file_size_mb: int = Field(128, ge=1, description="Size compaction aims for when it rewrites small files.")
+    target_file_size_mb: int = Field(
+        128, ge=1, description="Size compaction (Delta OPTIMIZE) aims for; smaller files are candidates to rewrite."
+    )
     min_files_to_compact: int = Field(
         10,
         ge=2,
@@ -149,7 +156,10 @@ class MaintenanceConfig(_Model):
         "partition the stream still fills is not rewritten on every run.",
     )
     max_concurrent_tasks: int | None = Field(
-        None, ge=1, description="Files compaction rewrites at once (None: one per CPU); caps its memory and cores."
+        None,
+        ge=1,
+        description="Groups of files OPTIMIZE rewrites at once (spark.databricks.delta.optimize.maxThreads; None: "
+        "Delta's default); caps the compaction's share of the cluster.",
     )
     vacuum_retention_hours: int = Field(
         168,
@@ -169,12 +179,6 @@ class MaintenanceConfig(_Model):
         3, ge=0, description="Retries of a step whose commit conflicted with a concurrent writer, per table."
     )
     retry_backoff_s: float = Field(1.0, ge=0, description="Wait before the first retry; doubles with each retry.")
-    compaction_lease_minutes: float = Field(
-        120.0,
-        gt=0,
-        description="How long a run's claim on a table's compaction holds if the run dies without releasing it; "
-        "must exceed the longest compaction.",
-    )
 
 
 class IngestConfig(_Model):
