@@ -4,8 +4,8 @@ Silver is generated directly into a scratch lake (no broker, no bronze): numpy d
 chunks of ``--chunk`` rows (users uniform over ``simulator.users``, videos Zipf over
 ``simulator.videos``, ``simulator.topics`` topics, realistic event-type shares, plays with watch
 and duration), spread evenly over the 28 days before the feature time so every window (1h .. 28d)
-has events; each chunk covers a contiguous stretch of time, is written with
-``Lake.file_writer(SILVER_EVENTS)`` and committed. That generation is timed apart.
+has events; each chunk covers a contiguous stretch of time and is appended with
+``Lake.write_arrow`` (delta-spark, one commit per chunk). That generation is timed apart.
 
 Measured: one call of ``build_features(spark, config, as_of)`` (``--repeat`` calls; the median
 counts), i.e. reading silver, computing every entity's features and replacing their partition in
@@ -28,6 +28,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,9 @@ from reelhouse.simulator.catalogue import (
     OS_WEIGHTS,
     topic_names,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("bench.features")
 
@@ -210,11 +214,12 @@ class Generated:
     seconds: float
 
 
-def generate_silver(config: ReelhouseConfig, events: int, chunk: int, as_of: dt.datetime, seed: int) -> Generated:
+def generate_silver(
+    spark: SparkSession, config: ReelhouseConfig, events: int, chunk: int, as_of: dt.datetime, seed: int
+) -> Generated:
     """Write ``events`` silver rows over the 28 days before ``as_of``, committing once per chunk."""
     started = time.monotonic()
     lake = Lake(config.lake)
-    writer = lake.file_writer(SILVER_EVENTS)
     end_ms = int(as_of.timestamp() * 1000)
     start_ms = end_ms - WINDOWS["28d"] * 1000
     rng = np.random.default_rng(seed)
@@ -228,11 +233,10 @@ def generate_silver(config: ReelhouseConfig, events: int, chunk: int, as_of: dt.
         table = silver_chunk(rng, pop, written, count, int(bounds[i]), int(bounds[i + 1]))
         event_us = pc.cast(table["event_time"], pa.int64()).to_numpy()
         window += int(np.count_nonzero((event_us >= start_ms * 1000) & (event_us < end_ms * 1000)))
-        actions = writer.write(table)
-        lake.commit(SILVER_EVENTS, actions)
+        commit = lake.write_arrow(spark, table, SILVER_EVENTS)
         written += count
-        files += len(actions)
-        log.info("silver chunk %d/%d: %d rows, %d files", i + 1, chunks, count, len(actions))
+        files += commit.files
+        log.info("silver chunk %d/%d: %d rows, %d files", i + 1, chunks, count, commit.files)
     return Generated(written, window, files, chunks, time.monotonic() - started)
 
 
@@ -282,15 +286,14 @@ def main() -> int:
     config = bench_config(base, work, args.driver_memory, args.spark_conf)
     spark = None
     try:
-        generated = generate_silver(config, args.events, args.chunk, args.as_of, args.seed)
-        log.info("generated %d silver events in %.1f s", generated.events, generated.seconds)
-
         from reelhouse.features.gold import build_features
         from reelhouse.session import spark_session
 
         spark_started = time.monotonic()
         spark = spark_session(config, "bench-features")
         spark_s = time.monotonic() - spark_started
+        generated = generate_silver(spark, config, args.events, args.chunk, args.as_of, args.seed)
+        log.info("generated %d silver events in %.1f s", generated.events, generated.seconds)
         runs: list[float] = []
         result = None
         for _ in range(max(1, args.repeat)):

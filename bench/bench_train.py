@@ -248,8 +248,8 @@ class Generated:
     seconds: float
 
 
-def generate(config: ReelhouseConfig, impressions: int, hours: int, every_h: int, chunk_pages: int, seed: int,
-             users: int, videos: int, topics: int, start: dt.datetime) -> Generated:  # fmt: skip
+def generate(spark: object, config: ReelhouseConfig, impressions: int, hours: int, every_h: int, chunk_pages: int,
+             seed: int, users: int, videos: int, topics: int, start: dt.datetime) -> Generated:  # fmt: skip
     """Silver events over ``hours`` from ``start`` and gold features every ``every_h`` hours."""
     started = time.monotonic()
     lake = Lake(config.lake)
@@ -259,12 +259,11 @@ def generate(config: ReelhouseConfig, impressions: int, hours: int, every_h: int
     pages = -(-impressions // PAGE)
     chunks = max(1, -(-pages // chunk_pages))
     bounds = np.linspace(start_ms, start_ms + hours * HOUR_MS, chunks + 1).astype(np.int64)
-    writer = lake.file_writer(SILVER_EVENTS)
     silver_rows = done = 0
     for i in range(chunks):
         count = pages // chunks + (1 if i < pages % chunks else 0)
         table = events_chunk(rng, world, done, count, int(bounds[i]), int(bounds[i + 1]))
-        lake.commit(SILVER_EVENTS, writer.write(table))
+        lake.write_arrow(spark, table, SILVER_EVENTS)
         silver_rows += table.num_rows
         done += count
         log.info("silver chunk %d/%d: %d pages, %d rows", i + 1, chunks, count, table.num_rows)
@@ -274,7 +273,7 @@ def generate(config: ReelhouseConfig, impressions: int, hours: int, every_h: int
         feature_ms = start_ms + h * HOUR_MS
         for entity, table in gold_tables(rng, world, feature_ms, per_hour).items():
             spec = feature_table(entity)
-            lake.commit(spec, lake.file_writer(spec).write(table))
+            lake.write_arrow(spark, table, spec)
             gold_rows += table.num_rows
     log.info("gold: %d rows at %d feature times", gold_rows, len(range(0, hours, every_h)))
     return Generated(done * PAGE, silver_rows, gold_rows, time.monotonic() - started)
@@ -312,18 +311,18 @@ def main() -> int:
     )
     spark = None
     try:
-        generated = generate(
-            config, args.impressions, args.hours, args.feature_every_h, args.chunk_pages, args.seed,
-            args.users, args.videos, args.topics, DEFAULT_START,
-        )  # fmt: skip
-        log.info("generated %d impressions (%d silver rows, %d gold rows) in %.1f s",
-                 generated.impressions, generated.silver_rows, generated.gold_rows, generated.seconds)
-
         from reelhouse.session import spark_session
         from reelhouse.training.dataset import build_training_set
         from reelhouse.training.ranker import train_from_lake
 
         spark = spark_session(config, "bench-train")
+        generated = generate(
+            spark, config, args.impressions, args.hours, args.feature_every_h, args.chunk_pages, args.seed,
+            args.users, args.videos, args.topics, DEFAULT_START,
+        )  # fmt: skip
+        log.info("generated %d impressions (%d silver rows, %d gold rows) in %.1f s",
+                 generated.impressions, generated.silver_rows, generated.gold_rows, generated.seconds)
+
         started = time.monotonic()
         built = build_training_set(spark, config, DEFAULT_START, DEFAULT_START + dt.timedelta(hours=args.hours))
         build_s = time.monotonic() - started

@@ -77,8 +77,8 @@ def video_id(i: int) -> str:
     return f"v{i:07d}"
 
 
-def _commit(lake: Lake, spec: TableSpec, table: pa.Table) -> None:
-    lake.commit(spec, lake.file_writer(spec).write(table.cast(spec.schema)), mode="overwrite")
+def _commit(spark: object, lake: Lake, spec: TableSpec, table: pa.Table) -> None:
+    lake.write_arrow(spark, table, spec, mode="overwrite")
 
 
 def _timestamps(values: np.ndarray) -> pa.Array:
@@ -86,6 +86,7 @@ def _timestamps(values: np.ndarray) -> pa.Array:
 
 
 def write_tables(
+    spark: object,
     lake: Lake,
     config: ReelhouseConfig,
     *,
@@ -109,7 +110,7 @@ def write_tables(
     age_h[videos - new_videos :] = rng.uniform(1, 40, size=new_videos)  # ... but the newest uploads
     upload = now64 - (age_h * 3_600_000_000).astype("timedelta64[us]")
     stamp = _timestamps(np.full(videos, now64))
-    _commit(lake, DIM_VIDEOS, pa.table({
+    _commit(spark, lake, DIM_VIDEOS, pa.table({
         "video_id": video_ids,
         "creator_id": pa.array([f"c{c:05d}" for c in creator_of.tolist()]),
         "topic": pa.array([f"t{t:02d}" for t in topic_of.tolist()]),
@@ -117,7 +118,7 @@ def write_tables(
         "upload_time": _timestamps(upload),
         "updated_at": stamp,
     }))  # fmt: skip
-    _commit(lake, DIM_USERS, pa.table({
+    _commit(spark, lake, DIM_USERS, pa.table({
         "user_id": pa.array([user_id(i) for i in range(users)]),
         "country": pa.array(np.asarray(COUNTRIES)[rng.integers(0, len(COUNTRIES), users)]),
         "os": pa.array(np.asarray(["android", "ios", "web", "other"])[rng.integers(0, 4, users)]),
@@ -166,7 +167,7 @@ def write_tables(
         "as_of": _timestamps(np.full(trending, now64)),
     })  # fmt: skip
     spec = candidates_table(config.recall)
-    _commit(lake, spec, pa.concat_tables([cand.cast(spec.schema), trend.cast(spec.schema)]))
+    _commit(spark, lake, spec, pa.concat_tables([cand.cast(spec.schema), trend.cast(spec.schema)]))
 
     # Neighbours: the next videos of the same topic (videos sorted by topic, wrapping within it).
     by_topic = np.argsort(topic_of, kind="stable")
@@ -181,7 +182,7 @@ def write_tables(
     owner = np.repeat(by_topic, k)[keep]
     rank = np.tile(np.arange(k, dtype=np.int32), videos)[keep]
     spec = neighbours_table(config.recall)
-    _commit(lake, spec, pa.table({
+    _commit(spark, lake, spec, pa.table({
         "video_id": video_ids.take(pa.array(owner)),
         "neighbour_id": video_ids.take(pa.array(neighbours.reshape(-1)[keep])),
         "source": pa.array(["covisit"] * len(owner)),
@@ -262,11 +263,18 @@ def build_bench_environment(
     )  # fmt: skip
     timings: dict[str, float] = {}
     started = time.monotonic()
-    write_tables(
-        Lake(config.lake), config, users=users, videos=videos, topics=topics, creators=creators,
-        new_videos=new_videos, candidates_per_user=candidates_per_user, neighbours_per_video=neighbours_per_video,
-        trending=trending, rng=rng, now=now,
-    )  # fmt: skip
+    from reelhouse.session import spark_session
+
+    # The tables are written by delta-spark, like every lake table; the service reads them with delta-rs.
+    spark = spark_session(config, "bench-serve-env")
+    try:
+        write_tables(
+            spark, Lake(config.lake), config, users=users, videos=videos, topics=topics, creators=creators,
+            new_videos=new_videos, candidates_per_user=candidates_per_user, neighbours_per_video=neighbours_per_video,
+            trending=trending, rng=rng, now=now,
+        )  # fmt: skip
+    finally:
+        spark.stop()
     timings["tables_s"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
     store = SqliteOnlineStore(config.online_store.path, default_ttl_s=config.online_store.ttl_s)

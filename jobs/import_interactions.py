@@ -1,7 +1,8 @@
 """Import an interaction log (CSV or Parquet) into the lake as the Delta table `imported_interactions`.
 
 Malformed rows are counted per reason and kept in imported_interactions_quarantine.parquet beside
-the table; the JSON report is printed. Runs in this process (delta-rs), no Spark needed.
+the table; the JSON report is printed. The log is read and validated in this process; the tables
+are written by delta-spark.
 
     python jobs/import_interactions.py --config conf/local.yaml --path ratings.csv \\
         --user-col userId --item-col movieId --time-col timestamp --rating-col rating
@@ -11,7 +12,7 @@ import sys
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.evaluation.imports import ImportReport, LogColumns, SplitPolicy, import_interactions
-from reelhouse.jobs import job_parser, run_job
+from reelhouse.jobs import job_parser, run_spark_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     columns = LogColumns(args.user_col, args.item_col, args.time_col, args.rating_col, args.split_col)
 
-    def body(config: ReelhouseConfig) -> ImportReport:
+    def body(spark, config: ReelhouseConfig) -> ImportReport:
         policy = SplitPolicy(args.valid_fraction, args.test_fraction, args.seed)
-        return import_interactions(config, args.path, columns, policy, args.item_features, args.item_features_col)
+        return import_interactions(spark, config, args.path, columns, policy, args.item_features, args.item_features_col)
 
-    return run_job(args, "import_interactions", body)
+    return run_spark_job(args, "import_interactions", body)
 
 
 if __name__ == "__main__":

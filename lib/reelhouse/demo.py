@@ -74,7 +74,8 @@ _SHOWN = {
 
 def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     """Silver and gold for the hours the traffic covered, the speed layer, the online store."""
-    import pyarrow.compute as pc
+
+    from pyspark.sql import functions as F
 
     from reelhouse.features.gold import build_features
     from reelhouse.online import open_online_store
@@ -84,9 +85,11 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     from reelhouse.speed.online import features_view
 
     lake = Lake(config.lake)
-    times = lake.to_arrow(BRONZE_EVENTS.name, columns=["event_time"]).column("event_time")
-    start = pc.min(times).as_py().replace(minute=0, second=0, microsecond=0)
-    end = pc.max(times).as_py().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    bronze = lake.read(spark, BRONZE_EVENTS.name)
+    # As epoch micros: Python datetimes from collect() are in this process's local time zone.
+    first, last = bronze.agg(F.unix_micros(F.min("event_time")), F.unix_micros(F.max("event_time"))).first()
+    start = dt.datetime.fromtimestamp(first / 1e6, dt.UTC).replace(minute=0, second=0, microsecond=0)
+    end = dt.datetime.fromtimestamp(last / 1e6, dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     log.info("[4/%d] silver for [%s, %s)", STEPS, start, end)
     silver = build_silver(spark, config, start, end)
     hours = int((end - start) / dt.timedelta(hours=1))
@@ -106,14 +109,14 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
         + ", ".join(f"{view} {load.rows:,}" for view, load in materialized.views.items())
         + f"   ({config.online_store.type}: {config.online_store.path if config.online_store.type == 'sqlite' else config.online_store.redis_url})",
     ]
-    events = lake.to_arrow(BRONZE_EVENTS.name, columns=["user_id", "video_id"])
+    bronze = lake.read(spark, BRONZE_EVENTS.name)
     store = open_online_store(config.online_store)
     try:
         for entity, column in (("video", "video_id"), ("user", "user_id")):
-            counts = Counter(events.column(column).to_pylist()).most_common(1)
-            if not counts:
+            busiest = bronze.groupBy(column).count().orderBy(F.desc("count"), column).first()
+            if busiest is None:
                 continue
-            key = counts[0][0]
+            key = busiest[column]
             row = store.read(features_view(entity), [key])[key]
             if row is None:
                 continue
@@ -219,16 +222,18 @@ def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path) -> l
         except subprocess.TimeoutExpired:
             service.kill()
     log.info("[12/%d] ingesting what the service logged and the users reported into bronze", STEPS)
-    before = Lake(config.lake).to_arrow(BRONZE_EVENTS.name, columns=["variant"]).num_rows
+    from pyspark.sql import functions as F
+
+    lake = Lake(config.lake)
+    before = lake.read(spark, BRONZE_EVENTS.name).count()
     run_ingestion(spark, config, trigger="available_now")
-    variants = Lake(config.lake).to_arrow(BRONZE_EVENTS.name, columns=["variant"]).column("variant")
-    stamped = len(variants) - variants.null_count
+    after, stamped = lake.read(spark, BRONZE_EVENTS.name).agg(F.count("*"), F.count("variant")).first()
     return [
         "",
         f"  serving     {report.feeds:,} feeds to {report.users:,} simulated users in {report.elapsed_s:.0f} s, "
         f"p50 {report.feed_latency_ms.get('p50', float('nan')):.1f} ms, p99 {report.feed_latency_ms.get('p99', float('nan')):.1f} ms "
         f"(log {logs})",
-        f"  feedback    {report.events_posted:,} events posted back; bronze grew by {len(variants) - before:,} rows, "
+        f"  feedback    {report.events_posted:,} events posted back; bronze grew by {after - before:,} rows, "
         f"{stamped:,} impressions there carry an experiment variant (joined to outcomes by request_id)",
         "",
         markdown,

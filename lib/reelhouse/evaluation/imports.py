@@ -34,6 +34,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,9 @@ from reelhouse.evaluation.protocol import EvaluationData, EvaluationError
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.recall.base import Interactions
 from reelhouse.recall.interactions import interactions_from_frame, with_item_vectors
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -597,12 +601,13 @@ def imported_interactions_spec() -> TableSpec:
     )
 
 
-def _replace_table(lake: Lake, spec: TableSpec, rows: pa.Table) -> int | None:
-    actions = lake.file_writer(spec).write(rows)
-    return lake.commit(spec, actions, mode="overwrite", metadata={"reelhouse.rows": rows.num_rows}).version
+def _replace_table(spark: SparkSession, lake: Lake, spec: TableSpec, rows: pa.Table) -> int | None:
+    metadata = {"reelhouse.rows": rows.num_rows}
+    return lake.write_arrow(spark, rows, spec, mode="overwrite", metadata=metadata).version
 
 
 def import_interactions(
+    spark: SparkSession,
     config: ReelhouseConfig,
     path: str | Path,
     columns: LogColumns,
@@ -617,8 +622,8 @@ def import_interactions(
     Rerunning on the same file leaves the same tables.
     """
     log_ = read_interaction_log(path, columns, policy)
-    lake = Lake(config.lake, native=False)
-    version = _replace_table(lake, imported_interactions_spec(), log_.rows)
+    lake = Lake(config.lake)
+    version = _replace_table(spark, lake, imported_interactions_spec(), log_.rows)
     report = log_.report
     report.output = f"{lake.uri(IMPORTED_INTERACTIONS)} (version {version})"
     report.quarantine = write_quarantine(
@@ -627,6 +632,6 @@ def import_interactions(
     if item_features is not None:
         features = read_item_features(item_features, item_features_col or columns.item)
         spec = TableSpec(IMPORTED_ITEM_FEATURES, features.schema, (), "Item attributes (and vectors) of an imported log.")
-        _replace_table(lake, spec, features)
+        _replace_table(spark, lake, spec, features)
         report.item_features = features.num_rows
     return report

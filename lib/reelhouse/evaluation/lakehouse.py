@@ -79,11 +79,16 @@ def evaluation_data_from_lake(
     of the events before ``end`` if given (a scheduled run evaluates its interval, whatever came later)."""
     from pyspark.sql import functions as F
 
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
-    events = lake.read(spark, SILVER_EVENTS.name).select(*EVENT_COLUMNS)
+    lake = Lake(config.lake)
+    # Pinned, so the events read and the version reported agree.
+    silver_version = lake.version(SILVER_EVENTS.name, spark)
+    events = lake.read(spark, SILVER_EVENTS.name, version=silver_version).select(*EVENT_COLUMNS)
     if end is not None:
         events = events.where(F.col("event_time") < F.lit(end))
-    items = lake.to_arrow(DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"]) if lake.exists(DIM_VIDEOS.name) else None
+    items = (
+        lake.read_arrow(spark, DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"])
+        if lake.exists(DIM_VIDEOS.name, spark) else None
+    )
     recall = config.recall
     vectors = (
         read_item_vectors(recall.embeddings_path, recall.embeddings_item_col, recall.embeddings_vector_col,
@@ -91,7 +96,7 @@ def evaluation_data_from_lake(
         if recall.embeddings_path else None
     )
     data = evaluation_data_from_events(events, recall, items, vectors, policy)
-    data.description["source"] = f"lake {SILVER_EVENTS.name} (version {lake.version(SILVER_EVENTS.name)})" + (
+    data.description["source"] = f"lake {SILVER_EVENTS.name} (version {silver_version})" + (
         f", events before {end.isoformat()}" if end is not None else ""
     )
     return data

@@ -330,8 +330,8 @@ def ab_report(
     if start.tzinfo is None or end.tzinfo is None or start >= end:
         raise ReelhouseError(f"A/B interval [{start}, {end}) must be non-empty and timezone-aware (UTC)")
     selected = select_experiments(config, experiment)
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
-    silver_version = lake.version(SILVER_EVENTS.name)
+    lake = Lake(config.lake)
+    silver_version = lake.version(SILVER_EVENTS.name, spark)
     result = AbReportResult(AB_RESULTS.name, None, start.isoformat(), end.isoformat(), silver_version, 0)
 
     analysed: list[ExperimentConfig] = []
@@ -385,7 +385,7 @@ def ab_report(
 
     if analysed:
         rows = results_table(all_rows, start, end, alpha, silver_version)
-        frame = spark.createDataFrame(rows).coalesce(1)  # a few rows: one file per write
+        frame = lake.arrow_frame(spark, rows, AB_RESULTS).coalesce(1)  # a few rows: one file per write
         runs = [run_key(e.name, start, end) for e in analysed]
         commit = lake.replace_partitions(frame, AB_RESULTS, "run", runs)
         result.version, result.rows = commit.version, rows.num_rows

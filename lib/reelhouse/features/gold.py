@@ -73,8 +73,8 @@ def build_features(spark: SparkSession, config: ReelhouseConfig, as_of: dt.datet
     """Every entity's features as of ``as_of`` (an interval end, on a whole UTC hour)."""
     if as_of.tzinfo is None or as_of.minute or as_of.second or as_of.microsecond:
         raise ReelhouseError(f"feature time {as_of} must be a timezone-aware whole hour (the end of a data interval)")
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
-    silver_version = lake.version(SILVER_EVENTS.name)
+    lake = Lake(config.lake)
+    silver_version = lake.version(SILVER_EVENTS.name, spark)
     longest = dt.timedelta(seconds=max(WINDOWS.values()))
     # Events are read by their own time (silver's partitions), widened by the clock skew the
     # contract accepts, then placed at their feature time (never after they were received).

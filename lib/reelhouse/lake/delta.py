@@ -113,6 +113,14 @@ def _spark_path(uri: str) -> str:
     return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
+def _utc_timestamps(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every time-zoned timestamp in ``UTC`` (the same instants; Spark names it ``Etc/UTC``)."""
+    return pa.schema(
+        [f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f
+         for f in schema]
+    )
+
+
 def _sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -202,8 +210,8 @@ class Lake:
         """The table's commits, newest first.
 
         Both engines give ``version``, ``operation``, ``operationParameters``, ``operationMetrics``
-        and ``userMetadata`` (parse it with :func:`commit_metadata`); ``timestamp`` is a naive UTC
-        datetime from delta-spark, epoch milliseconds from delta-rs.
+        and ``userMetadata`` (parse it with :func:`commit_metadata`); ``timestamp`` is a naive datetime
+        in this process's local time zone from delta-spark (PySpark's rule), epoch milliseconds from delta-rs.
         """
         if spark is None:
             return self.snapshot(name).history(limit)
@@ -225,6 +233,21 @@ class Lake:
         if not self.exists(name):
             return None
         return self.snapshot(name).transaction_version(app_id)
+
+    def partition_values(
+        self, name: str, spark: SparkSession, version: int | None = None
+    ) -> list[dict[str, str | None]]:
+        """The distinct partitions of the table (at ``version``) as ``{column: value as text}``,
+        from the Delta log's file list: no data file is read."""
+        from pyspark.sql import DataFrame
+        from pyspark.sql import functions as F
+
+        snapshot = self._spark_snapshot(spark, self.spark_uri(name), version)
+        if snapshot.version() < 0:
+            raise self._missing(name)
+        # As JSON text: Spark cannot deduplicate a map column.
+        files = DataFrame(snapshot.allFiles().toDF(), spark).select(F.to_json("partitionValues").alias("values"))
+        return [json.loads(row["values"]) for row in files.distinct().collect()]
 
     # ------------------------------------------------------------------ writes
     def append(
@@ -321,6 +344,9 @@ class Lake:
             conformed = rows.select(spec.schema.names).cast(spec.schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as e:
             raise LakeError(f"{spec.name}: rows do not cast to the table's schema: {e}") from e
+        # PySpark 4.2 loses rows of a chunked table whose empty chunks come in a row or in the
+        # middle (e.g. a concat of empty and full tables); without empty chunks it keeps them all.
+        conformed = pa.Table.from_batches([b for b in conformed.to_batches() if b.num_rows], spec.schema)
         return spark.createDataFrame(conformed, schema=spec.spark_schema())
 
     def _write(
@@ -374,10 +400,14 @@ class Lake:
                     )
                     log.info("%s: committed version %d (%d files, %d rows)", name, result.version, result.files, result.rows)
                     return result
-        if txn is None:
-            raise LakeError(f"{name}: the write returned but its commit is not in the log after version {before}")
-        log.info("%s: %s version %d already committed; Delta skipped the write", name, txn.app_id, txn.version)
-        return CommitResult(name, None)
+        done = None if txn is None else self.committed_version(name, txn.app_id, spark)
+        if done is not None and txn is not None and done >= txn.version:
+            log.info("%s: %s version %d already committed; Delta skipped the write", name, txn.app_id, txn.version)
+            return CommitResult(name, None)
+        # Delta commits nothing for a write that neither adds nor removes a file (an empty
+        # replaceWhere over empty partitions): the table is as it was.
+        log.info("%s: nothing to commit; the table stays at version %d", name, after)
+        return CommitResult(name, after)
 
     @staticmethod
     def _conform(df: DataFrame, spec: TableSpec) -> DataFrame:
@@ -431,6 +461,17 @@ class Lake:
                 raise self._missing(name) from e
             raise LakeError(f"{name}: cannot read version {version} / timestamp {timestamp}: {str(e).splitlines()[0]}") from e
 
+    def read_arrow(
+        self, spark: SparkSession, name: str, version: int | None = None, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """A small table (or some of its columns) read by delta-spark and collected on the driver as Arrow.
+
+        Timestamps come back as the lake's ``UTC`` (Spark hands them over as ``Etc/UTC``).
+        """
+        frame = self.read(spark, name, version)
+        table = (frame.select(*columns) if columns else frame).toArrow()
+        return table.cast(_utc_timestamps(table.schema))
+
     def snapshot(
         self, name: str, version: int | None = None, timestamp: dt.datetime | str | None = None
     ) -> deltalake.DeltaTable:
@@ -463,13 +504,17 @@ class Lake:
         return LakeError(f"Delta table {name!r} does not exist at {self.uri(name)}; has its job run yet?")
 
     @staticmethod
-    def _spark_snapshot(spark: SparkSession, location: str) -> Any:
-        """delta-spark's current snapshot of the log at ``location`` (version -1: no table).
+    def _spark_snapshot(spark: SparkSession, location: str, version: int | None = None) -> Any:
+        """delta-spark's snapshot of the log at ``location``: the current one (version -1: no
+        table), or the one at ``version``.
 
-        Through the JVM: the Python API has no call for a table's version or its app transactions,
-        and ``history(1)`` costs a Spark job where this lists the log. Scala default arguments are
-        passed explicitly (py4j cannot omit them).
+        Through the JVM: the Python API has no call for a table's version, its app transactions
+        or its file list, and ``history(1)`` costs a Spark job where this lists the log. Scala
+        default arguments are passed explicitly (py4j cannot omit them).
         """
         delta_log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, location)  # type: ignore[attr-defined]
-        defaults = (getattr(delta_log, f"update$default${i}")() for i in (1, 2, 3))
-        return delta_log.update(*defaults)
+        if version is None:
+            defaults = (getattr(delta_log, f"update$default${i}")() for i in (1, 2, 3))
+            return delta_log.update(*defaults)
+        defaults = (getattr(delta_log, f"getSnapshotAt$default${i}")() for i in (2, 3, 4))
+        return delta_log.getSnapshotAt(version, *defaults)

@@ -46,7 +46,6 @@ from reelhouse.online.store import FeatureRow, FeatureValue, OnlineStore, featur
 from reelhouse.speed.online import ENTITIES, features_view
 
 if TYPE_CHECKING:
-    from deltalake import DeltaTable
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -112,13 +111,12 @@ def feature_hour(feature_time: dt.datetime) -> str:
     return feature_time.astimezone(dt.UTC).strftime(HOUR_FORMAT)
 
 
-def feature_hours(snapshot: DeltaTable) -> list[str]:
-    """Every ``feature_hour`` of a gold snapshot, oldest first, from its log's partition values.
+def feature_hours(partitions: Iterable[dict[str, str | None]]) -> list[str]:
+    """Every ``feature_hour`` of a gold snapshot's partitions (:meth:`Lake.partition_values`), oldest first.
 
-    Reads the Delta log only (the add actions the snapshot already holds), never a data file.
     Hours sort as text because the format is fixed-width.
     """
-    hours = {p.get("feature_hour") for p in snapshot.partitions()}
+    hours = {p.get("feature_hour") for p in partitions}
     return sorted(h for h in hours if h)
 
 
@@ -193,15 +191,15 @@ def materialize_online(
     """
     chosen = _check_entities(entities)
     wanted = None if feature_time is None else feature_hour(feature_time)
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
+    lake = Lake(config.lake)
     max_tasks = max(1, int(spark.conf.get("spark.sql.shuffle.partitions") or config.spark.shuffle_partitions))
     result = MaterializeResult()
     for entity in chosen:
         spec = feature_table(entity)
         view = features_view(entity)
-        snapshot = lake.snapshot(spec.name)
-        version = snapshot.version()
-        hours = feature_hours(snapshot)
+        version = lake.version(spec.name, spark)
+        # From the Delta log at that version, without scanning data.
+        hours = feature_hours(lake.partition_values(spec.name, spark, version))
         if not hours:
             raise ReelhouseError(f"{spec.name} v{version} holds no features yet: run build_features first")
         hour = wanted or hours[-1]

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import ReelhouseError
-from reelhouse.lake import FileAction, Lake, TableSpec
+from reelhouse.lake import Lake, TableSpec
 from reelhouse.recall.als import AlsSource
 from reelhouse.recall.base import Interactions, RecallSource
 from reelhouse.recall.blend import blend
@@ -124,12 +124,12 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
     if as_of.tzinfo is None:
         raise ReelhouseError(f"as_of {as_of} must be timezone-aware (UTC), e.g. 2026-11-22T00:00:00+00:00")
     recall = config.recall
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
-    silver_version = lake.version(SILVER_EVENTS.name)
+    lake = Lake(config.lake)
+    silver_version = lake.version(SILVER_EVENTS.name, spark)
     result = CandidatesResult(as_of=as_of.isoformat(), silver_version=silver_version)
     items = None
-    if lake.exists(DIM_VIDEOS.name):
-        items = lake.to_arrow(DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"])
+    if lake.exists(DIM_VIDEOS.name, spark):
+        items = lake.read_arrow(spark, DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"])
     vectors = None
     if recall.embeddings_path:
         vectors = read_item_vectors(recall.embeddings_path, recall.embeddings_item_col, recall.embeddings_vector_col,
@@ -151,12 +151,10 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
     stamp = pa.scalar(as_of, pa.timestamp("us", tz="UTC"))
     metadata = {"reelhouse.as_of": as_of.isoformat(), "reelhouse.silver_version": str(silver_version)}
     candidates_spec, neighbours_spec = candidates_table(recall), neighbours_table(recall)
-    writer = lake.file_writer(candidates_spec)
     new_items = _new_item_codes(interactions, items, as_of, recall.new_video_hours)
     seen = interactions.seen()
-    actions: list[FileAction] = []
-    rows = 0
-    # Users in batches: each file is written as its batch is blended, and all commit at once.
+    batches: list[pa.Table] = []
+    # Users in batches (the sources' answers of one batch at a time); all rows are written in one commit.
     for batch_number, start in enumerate(range(0, interactions.n_users, USER_BATCH)):
         users = np.arange(start, min(interactions.n_users, start + USER_BATCH))
         answers = {s.name: s.recommend(users, FETCH_FACTOR * recall.quotas[s.name], seen) for s in sources}
@@ -168,8 +166,7 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
             candidates_spec, stamp, interactions.user_ids[users[blended.row]], interactions.item_ids[blended.item],
             blended.source, blended.source_rank, blended.score, blended.position,
         )
-        actions += writer.write(table)
-        rows += table.num_rows
+        batches.append(table)
         log.info("recall: %d of %d users blended", users[-1] + 1, interactions.n_users)
 
     top_items, top_scores = popular.top(sum(q for q in recall.quotas.values() if q > 0))
@@ -178,14 +175,13 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
         candidates_spec, stamp, np.full(len(top), ANY_USER, dtype=object), interactions.item_ids[top_items[top]],
         np.full(len(top), popular.name, dtype=object), top, top_scores[top], top,
     )
-    actions += writer.write(cold)
-    rows += cold.num_rows
-    commit = lake.commit(candidates_spec, actions, mode="overwrite", metadata=metadata)
-    result.rows[candidates_spec.name], result.versions[candidates_spec.name] = rows, commit.version
+    batches.append(cold)
+    candidates = pa.concat_tables(batches)
+    commit = lake.write_arrow(spark, candidates, candidates_spec, mode="overwrite", metadata=metadata)
+    result.rows[candidates_spec.name], result.versions[candidates_spec.name] = candidates.num_rows, commit.version
 
     neighbours = _neighbour_rows(neighbours_spec, stamp, interactions, sources)
-    actions = lake.file_writer(neighbours_spec).write(neighbours)
-    commit = lake.commit(neighbours_spec, actions, mode="overwrite", metadata=metadata)
+    commit = lake.write_arrow(spark, neighbours, neighbours_spec, mode="overwrite", metadata=metadata)
     result.rows[neighbours_spec.name], result.versions[neighbours_spec.name] = neighbours.num_rows, commit.version
     log.info("recall as of %s from silver v%d: %s", as_of, silver_version, result.to_json())
     return result

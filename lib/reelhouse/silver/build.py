@@ -68,7 +68,9 @@ def interval_hours(start: dt.datetime, end: dt.datetime) -> list[str]:
     return hours
 
 
-def refresh_dimensions(lake: Lake, catalogue_dir: str, now: dt.datetime | None = None) -> dict[str, dict]:
+def refresh_dimensions(
+    spark: SparkSession, lake: Lake, catalogue_dir: str, now: dt.datetime | None = None
+) -> dict[str, dict]:
     """MERGE the catalogue's users and videos into dim_users / dim_videos (upserts, SCD type 1)."""
     stamp = pa.scalar(now or dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC"))
     metrics = {}
@@ -80,22 +82,26 @@ def refresh_dimensions(lake: Lake, catalogue_dir: str, now: dt.datetime | None =
         rows = pq.read_table(path)
         rows = rows.append_column("updated_at", pa.array([stamp.as_py()] * rows.num_rows, stamp.type))
         compare = tuple(n for n in spec.schema.names if n not in (key, "updated_at"))
-        result = lake.merge_rows(spec, rows, (key,), compare)  # merge_rows selects and casts to the schema
-        metrics[spec.name] = {k: result.get(k) for k in ("num_target_rows_inserted", "num_target_rows_updated")}
+        # arrow_frame selects and casts to the dimension's schema (the catalogue has more columns).
+        result = lake.merge(lake.arrow_frame(spark, rows, spec), spec, (key,), compare)
+        metrics[spec.name] = {
+            "num_target_rows_inserted": int(result.metrics.get("num_inserted_rows", 0)),
+            "num_target_rows_updated": int(result.metrics.get("num_updated_rows", 0)),
+        }
     return metrics
 
 
 def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetime, end: dt.datetime) -> SilverResult:
     hours = interval_hours(start, end)
     silver_config = config.silver
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
-    dimensions = refresh_dimensions(lake, config.simulator.catalogue_dir)
-    bronze_version = lake.version(BRONZE_EVENTS.name)
+    lake = Lake(config.lake)
+    dimensions = refresh_dimensions(spark, lake, config.simulator.catalogue_dir)
+    bronze_version = lake.version(BRONZE_EVENTS.name, spark)
     bronze = lake.read(spark, BRONZE_EVENTS.name, version=bronze_version)
     candidates = received_in_time(bronze, start, end, silver_config.allowed_lateness_s).cache()
     events = deduplicate(candidates)
     context = None
-    if lake.exists(SILVER_EVENTS.name):
+    if lake.exists(SILVER_EVENTS.name, spark):
         silver = lake.read(spark, SILVER_EVENTS.name)
         outside = silver.where(~F.col("event_hour").isin(hours))
         # The same event claimed by another interval (a duplicate sent with another time) stays there.
@@ -110,10 +116,10 @@ def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetim
             (F.col("event_time") >= F.lit(start - gap).cast("timestamp")) & (F.col("event_time") < F.lit(start).cast("timestamp"))
         )
     sessions = sessionise(events, context, silver_config.session_gap_s)
-    users = lake.read(spark, DIM_USERS.name) if lake.exists(DIM_USERS.name) else spark.createDataFrame([], "user_id string, country string, age_group string")
+    users = lake.read(spark, DIM_USERS.name) if lake.exists(DIM_USERS.name, spark) else spark.createDataFrame([], "user_id string, country string, age_group string")
     videos = (
         lake.read(spark, DIM_VIDEOS.name)
-        if lake.exists(DIM_VIDEOS.name)
+        if lake.exists(DIM_VIDEOS.name, spark)
         else spark.createDataFrame([], "video_id string, creator_id string, topic string, upload_time timestamp")
     )
     enriched = with_partitions(with_dimensions(sessions.withColumn("received_at", F.col("kafka_timestamp")), users, videos))

@@ -45,7 +45,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyspark.sql import Observation, Window
@@ -56,7 +56,7 @@ from reelhouse.errors import LakeError, ReelhouseError
 from reelhouse.events.contract import OUTCOME_TYPES
 from reelhouse.features.gold import feature_table
 from reelhouse.features.registry import COMPLETION_THRESHOLD, ENTITY_KEYS, TILE_S, feature_names
-from reelhouse.lake import Lake, TableSpec
+from reelhouse.lake import Lake, TableSpec, commit_metadata
 from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.training.columns import (
     CATEGORICAL_COLUMNS,
@@ -408,10 +408,10 @@ def build_training_set(
     if start.tzinfo is None or end.tzinfo is None or start >= end:
         raise ReelhouseError(f"training interval [{start}, {end}) must be non-empty and timezone-aware (UTC)")
     settings = config.training
-    lake = Lake(config.lake, native=config.spark.delta_format == "native")
+    lake = Lake(config.lake)
     spec = training_set_table(settings.table)
-    versions = {SILVER_EVENTS.name: lake.version(SILVER_EVENTS.name)}
-    versions |= {feature_table(e).name: lake.version(feature_table(e).name) for e in ENTITIES}
+    versions = {SILVER_EVENTS.name: lake.version(SILVER_EVENTS.name, spark)}
+    versions |= {feature_table(e).name: lake.version(feature_table(e).name, spark) for e in ENTITIES}
 
     window = dt.timedelta(seconds=settings.attribution_window_s)
     events = _silver_events(lake, spark, versions[SILVER_EVENTS.name], start, end + window)
@@ -463,18 +463,11 @@ def build_training_set(
     return result
 
 
-def _recorded(commit: Mapping[str, Any], key: str) -> str | None:
-    if key in commit:
-        return commit[key]
-    user = commit.get("userMetadata")  # written by delta-spark (spark.delta_format: native)
-    return json.loads(user).get(key) if user else None
-
-
-def training_set_lineage(lake: Lake, table_name: str) -> dict[str, int]:
+def training_set_lineage(lake: Lake, table_name: str, spark: SparkSession | None = None) -> dict[str, int]:
     """``{table: version}`` of the newest build of ``table_name``: the set's own version (that
-    build's commit) and the versions of the inputs it was built from."""
-    for commit in lake.history(table_name):  # newest first
-        recorded = _recorded(commit, INPUT_VERSIONS_KEY)
+    build's commit) and the versions of the inputs it was built from (delta-spark with ``spark``)."""
+    for commit in lake.history(table_name, spark=spark):  # newest first
+        recorded = commit_metadata(commit).get(INPUT_VERSIONS_KEY)
         if recorded:
             inputs = {name: int(version) for name, version in json.loads(recorded).items()}
             return {table_name: int(commit["version"]), **inputs}

@@ -35,7 +35,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from reelhouse.config import ReelhouseConfig, TrainingConfig
 from reelhouse.errors import LakeError, ReelhouseError
-from reelhouse.lake.delta import Lake
+from reelhouse.lake.delta import Lake, commit_metadata
 from reelhouse.tracking import config_dump, configure_mlflow, lineage_tags
 from reelhouse.training.columns import (
     CATEGORICAL_COLUMNS,
@@ -525,10 +525,7 @@ def recorded_lineage(lake: Lake, table: str, version: int) -> dict[str, int]:
     for commit in lake.history(table):  # newest first
         if commit.get("version", version) > version:
             continue
-        # delta-rs keeps custom commit metadata at the top level; delta-spark in userMetadata (JSON).
-        recorded = commit.get(INPUT_VERSIONS_KEY) or json.loads(commit.get("userMetadata") or "{}").get(
-            INPUT_VERSIONS_KEY
-        )
+        recorded = commit_metadata(commit).get(INPUT_VERSIONS_KEY)
         if recorded:
             return {**{name: int(v) for name, v in json.loads(recorded).items()}, table: version}
     raise LakeError(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from reelhouse.cli import main
 from reelhouse.config import load_config
-from reelhouse.evaluation.imports import LogColumns
+from reelhouse.evaluation.imports import LogColumns, import_interactions
 from reelhouse.evaluation.lakehouse import evaluation_data_from_events
 from reelhouse.evaluation.metrics import metric_names
 from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
@@ -126,21 +125,21 @@ def test_silver_events_hold_out_the_last_day(spark):
     assert data.test.multiply(data.seen).nnz == 0  # pairs seen in training are not held out
 
 
-def test_the_import_job_writes_the_table_and_the_quarantine(log_files, tmp_path, monkeypatch, capsys):
+def test_the_import_writes_the_table_and_the_quarantine(spark, log_files, tmp_path, monkeypatch):
+    # The library function the job calls (the job adds argument parsing and its own SparkSession).
     _isolate(monkeypatch, tmp_path)
-    spec = importlib.util.spec_from_file_location("import_interactions", PROJECT_DIR / "jobs" / "import_interactions.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
-    args = ["--config", CONFIG, "--path", str(log_files / "log.csv"), "--time-col", "ts", "--rating-col", "watch_ratio",
-            "--item-features", str(log_files / "items.csv")]
+    config = load_config(CONFIG)
+    columns = LogColumns("user_id", "item_id", time="ts", rating="watch_ratio")
 
-    assert job.main(args) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    def run_import():
+        return import_interactions(spark, config, log_files / "log.csv", columns, item_features=log_files / "items.csv")
+
+    report = json.loads(run_import().to_json())
     assert report["malformed"] == {"missing_item": 1, "unparseable_time": 1, "non_numeric_rating": 1}
     # A time cut: the latest tenth of the rows is test, the tenth before valid (a few ties aside).
     assert sum(report["splits"].values()) == 12_000
     assert abs(report["splits"]["test"] - 1_200) < 20 and abs(report["splits"]["valid"] - 1_200) < 20
-    lake = Lake(load_config(CONFIG).lake)
+    lake = Lake(config.lake)
     table = lake.to_arrow("imported_interactions")
     assert table.num_rows == 12_000 and set(table.column("split").to_pylist()) == {"train", "valid", "test"}
     assert lake.to_arrow("imported_item_features").num_rows == 300
@@ -148,6 +147,6 @@ def test_the_import_job_writes_the_table_and_the_quarantine(log_files, tmp_path,
 
     # Importing the same file again replaces the table: same rows, a new version.
     version = lake.version("imported_interactions")
-    assert job.main(args) == 0
+    run_import()
     assert lake.to_arrow("imported_interactions").num_rows == 12_000
     assert lake.version("imported_interactions") == version + 1

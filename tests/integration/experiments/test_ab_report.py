@@ -42,7 +42,7 @@ def event(event_id, event_type, request_id, user, video, time, watch_ms=None, va
     }  # fmt: skip
 
 
-def seed_silver(lake: Lake) -> dict[str, dict[str, float]]:
+def seed_silver(spark, lake: Lake) -> dict[str, dict[str, float]]:
     """Three arms, 30 users each; "better" watches 30 points more of each video. Returns the
     expected per-impression means per variant, counted here from the generated outcomes."""
     rng = random.Random(11)
@@ -75,10 +75,7 @@ def seed_silver(lake: Lake) -> dict[str, dict[str, float]]:
         event("y1", "impression", "ry1", "mixed", "v1", at(10), variant=f"{EXPERIMENT}:control"),
         event("y2", "impression", "ry2", "mixed", "v2", at(20), variant=f"{EXPERIMENT}:better"),
     ]
-    lake.ensure_table(SILVER_EVENTS)
-    lake.commit(
-        SILVER_EVENTS, lake.file_writer(SILVER_EVENTS).write(pa.Table.from_pylist(rows, schema=SILVER_EVENTS.schema))
-    )
+    lake.write_arrow(spark, pa.Table.from_pylist(rows, schema=SILVER_EVENTS.schema), SILVER_EVENTS)
     return {
         v: {"played": c["played"] / c["impressions"], "watch_ratio": c["watch"] / c["impressions"],
             "liked": c["liked"] / c["impressions"], "shared": 0.0, "impressions": c["impressions"]}
@@ -115,7 +112,7 @@ def table_rows(lake: Lake) -> list[dict]:
 
 def test_the_report_finds_the_better_variant_and_reruns_replace_their_rows(spark, config, tmp_path):
     lake = Lake(config.lake)
-    expected = seed_silver(lake)
+    expected = seed_silver(spark, lake)
 
     result = ab_report(spark, config, T0, END)
 
@@ -179,13 +176,8 @@ def test_the_report_finds_the_better_variant_and_reruns_replace_their_rows(spark
 
 def test_an_experiment_without_impressions_is_reported_not_ok(spark, config):
     lake = Lake(config.lake)
-    lake.ensure_table(SILVER_EVENTS)
-    lake.commit(
-        SILVER_EVENTS,
-        lake.file_writer(SILVER_EVENTS).write(
-            pa.Table.from_pylist([event("x", "impression", "r1", "u1", "v1", at(1))], schema=SILVER_EVENTS.schema)
-        ),
-    )
+    impression = pa.Table.from_pylist([event("x", "impression", "r1", "u1", "v1", at(1))], schema=SILVER_EVENTS.schema)
+    lake.write_arrow(spark, impression, SILVER_EVENTS)
     result = ab_report(spark, config, T0, END, experiment="finished")  # asked by name: analysed even though ended
     assert not result.ok and result.experiments["finished"].status == "no_impressions"
     assert lake.to_arrow(AB_RESULTS.name).num_rows == 0

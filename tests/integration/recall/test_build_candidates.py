@@ -58,7 +58,7 @@ def events():
 
 
 @pytest.fixture
-def lake_config(tmp_path):
+def lake_config(spark, tmp_path):
     config = build_test_config(tmp_path)
     vectors = {v: [1.0, 0.1 * i] for i, v in enumerate(PETS)} | {v: [0.1 * i, 1.0] for i, v in enumerate(FOOD)}
     embeddings = tmp_path / "embeddings.parquet"
@@ -70,7 +70,7 @@ def lake_config(tmp_path):
     config = config.model_copy(update={"recall": recall})
     lake = Lake(config.lake)
     silver_rows = pa.Table.from_pylist(events(), SILVER_EVENTS.schema)
-    lake.commit(SILVER_EVENTS, lake.file_writer(SILVER_EVENTS).write(silver_rows))
+    lake.write_arrow(spark, silver_rows, SILVER_EVENTS)
     videos = [(v, "pets", ago(days=10)) for v in PETS] + [(v, "food", ago(days=10)) for v in FOOD]
     videos += [("fresh", "pets", ago(hours=2)), ("stale", "pets", ago(days=5))]  # nobody engaged with either
     dims = pa.Table.from_pylist(
@@ -78,7 +78,7 @@ def lake_config(tmp_path):
          for v, t, u in videos],
         DIM_VIDEOS.schema,
     )
-    lake.commit(DIM_VIDEOS, lake.file_writer(DIM_VIDEOS).write(dims))
+    lake.write_arrow(spark, dims, DIM_VIDEOS)
     return config, lake
 
 

@@ -109,11 +109,12 @@ def feature_values(entity: str, rng: np.random.Generator, **fixed: float) -> dic
     return values
 
 
-def _write(lake: Lake, spec: TableSpec, rows: list[dict[str, Any]]) -> None:
-    lake.commit(spec, lake.file_writer(spec).write(pa.Table.from_pylist(rows, schema=spec.schema)), mode="overwrite")
+def _write(spark: Any, lake: Lake, spec: TableSpec, rows: list[dict[str, Any]]) -> None:
+    lake.write_arrow(spark, pa.Table.from_pylist(rows, schema=spec.schema), spec, mode="overwrite")
 
 
 def write_recall_tables(
+    spark: Any,
     lake: Lake,
     config: ReelhouseConfig,
     users: list[str],
@@ -131,6 +132,7 @@ def write_recall_tables(
     """dim_videos, dim_users, user_candidates and item_neighbours; returns the lists written."""
     stamp = now
     _write(
+        spark,
         lake,
         DIM_VIDEOS,
         [
@@ -146,6 +148,7 @@ def write_recall_tables(
         ],
     )
     _write(
+        spark,
         lake,
         DIM_USERS,
         [
@@ -196,7 +199,7 @@ def write_recall_tables(
                 "as_of": now,
             }
         )
-    _write(lake, candidates_table(config.recall), rows)
+    _write(spark, lake, candidates_table(config.recall), rows)
 
     by_topic: dict[str, list[str]] = {}
     for video in videos:
@@ -211,7 +214,7 @@ def write_recall_tables(
             {"video_id": video, "neighbour_id": n, "source": "covisit", "rank": r, "score": 1.0 / (1 + r), "as_of": now}
             for r, n in enumerate(near)
         ]
-    _write(lake, neighbours_table(config.recall), rows)
+    _write(spark, lake, neighbours_table(config.recall), rows)
     return candidates_of, trending, neighbours_of
 
 
@@ -311,6 +314,7 @@ def register_unloadable_version(config: ReelhouseConfig, copy_of: int, root: Pat
 
 
 def build_serving_environment(
+    spark: Any,
     root: Path,
     *,
     kafka: KafkaConfig | None = None,
@@ -365,6 +369,7 @@ def build_serving_environment(
 
     lake = Lake(config.lake)
     candidates_of, trending_list, neighbours_of = write_recall_tables(
+        spark,
         lake,
         config,
         user_ids,
@@ -437,9 +442,10 @@ class TopicReader:
 
 
 @pytest.fixture(scope="session")
-def serving_env(tmp_path_factory: pytest.TempPathFactory, stack_config: ReelhouseConfig) -> ServingEnvironment:
+def serving_env(spark, tmp_path_factory: pytest.TempPathFactory, stack_config: ReelhouseConfig) -> ServingEnvironment:
     """The session's environment, with a topic on the session broker; feeds page through 60 candidates."""
     return build_serving_environment(
+        spark,
         tmp_path_factory.mktemp("serving"),
         kafka=stack_config.kafka,
         serving={"candidates": 60, "max_k": 60, "alias_poll_s": 0.5, "tables_poll_s": 0.5},

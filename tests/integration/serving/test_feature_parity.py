@@ -88,11 +88,11 @@ def silver_impression(request_id: str, video: str) -> dict:
     }
 
 
-def write(lake: Lake, spec, rows: list[dict]) -> pa.Table:
+def write(spark, lake: Lake, spec, rows: list[dict]) -> pa.Table:
     table = pa.Table.from_pylist(rows, schema=spec.schema)
-    lake.ensure_table(spec)
+    lake.ensure_table(spark, spec)
     if rows:
-        lake.commit(spec, lake.file_writer(spec).write(table))
+        lake.write_arrow(spark, table, spec)
     return table
 
 
@@ -106,8 +106,8 @@ def test_serving_builds_the_training_columns_from_the_same_feature_rows(spark, t
         # No (u1, cars) row: v2's user x topic features are unknown on both sides.
         "user_topic": [gold_row("user_topic", {"user_id": "u1", "topic": "pets"}, rng)],
     }
-    tables = {entity: write(lake, feature_table(entity), rows) for entity, rows in gold.items()}
-    write(lake, SILVER_EVENTS, [silver_impression(f"r-{v}", v) for v in VIDEOS])
+    tables = {entity: write(spark, lake, feature_table(entity), rows) for entity, rows in gold.items()}
+    write(spark, lake, SILVER_EVENTS, [silver_impression(f"r-{v}", v) for v in VIDEOS])
 
     build_training_set(spark, config, H10, H10 + dt.timedelta(hours=1))
     training = lake.to_arrow(config.training.table).to_pandas().sort_values("video_id").reset_index(drop=True)

@@ -89,7 +89,7 @@ def test_moving_the_alias_swaps_the_model_under_load_without_a_failed_request(se
         assert set(labels[:switched]) <= {f"{name}/{lightgbm}"}
 
 
-def test_a_rewritten_candidates_table_is_picked_up_while_serving(serving_env: ServingEnvironment, tmp_path):
+def test_a_rewritten_candidates_table_is_picked_up_while_serving(spark, serving_env: ServingEnvironment, tmp_path):
     # A private copy of the lake, so the rewrite does not change other tests' tables.
     lake_root = tmp_path / "lake"
     shutil.copytree(serving_env.config.lake.root, lake_root)
@@ -115,9 +115,7 @@ def test_a_rewritten_candidates_table_is_picked_up_while_serving(serving_env: Se
             }
             for i, v in enumerate(picks)
         ]
-        lake.commit(
-            spec, lake.file_writer(spec).write(pa.Table.from_pylist(rows, schema=spec.schema)), mode="overwrite"
-        )
+        lake.write_arrow(spark, pa.Table.from_pylist(rows, schema=spec.schema), spec, mode="overwrite")
 
         def reloaded() -> bool:
             return server.state.index.versions["user_candidates"] > version

@@ -57,9 +57,8 @@ def setup(tmp_path):
     return config, Lake(config.lake), catalogue
 
 
-def add_bronze(lake: Lake, rows) -> None:
-    table = pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA)
-    lake.commit(BRONZE_EVENTS, lake.file_writer(BRONZE_EVENTS).write(table))
+def add_bronze(spark, lake: Lake, rows) -> None:
+    lake.write_arrow(spark, pa.Table.from_pylist(rows, schema=BRONZE_SCHEMA), BRONZE_EVENTS)
 
 
 def silver_rows(lake: Lake) -> dict[str, dict]:
@@ -68,7 +67,7 @@ def silver_rows(lake: Lake) -> dict[str, dict]:
 
 def test_duplicates_late_data_sessions_and_dimensions(spark, setup):
     config, lake, _ = setup
-    add_bronze(lake, [
+    add_bronze(spark, lake, [
         bronze_row("e1", "u1", "v1", at(0), offset=1),
         bronze_row("e1", "u1", "v1", at(0), received=at(5), offset=9),   # a client retry: dropped
         bronze_row("e2", "u1", "v1", at(10), offset=2),                  # same session (10 min gap)
@@ -92,7 +91,7 @@ def test_duplicates_late_data_sessions_and_dimensions(spark, setup):
 
 def test_rerunning_an_interval_leaves_the_same_rows(spark, setup):
     config, lake, _ = setup
-    add_bronze(lake, [bronze_row(f"e{i}", "u1", "v1", at(i), offset=i) for i in range(30)])
+    add_bronze(spark, lake, [bronze_row(f"e{i}", "u1", "v1", at(i), offset=i) for i in range(30)])
     build_silver(spark, config, H10, at(60))
     first = silver_rows(lake)
     build_silver(spark, config, H10, at(60))
@@ -101,7 +100,7 @@ def test_rerunning_an_interval_leaves_the_same_rows(spark, setup):
 
 def test_a_session_continues_across_intervals(spark, setup):
     config, lake, _ = setup
-    add_bronze(lake, [bronze_row("a", "u1", "v1", at(50)), bronze_row("b", "u1", "v1", at(65))])
+    add_bronze(spark, lake, [bronze_row("a", "u1", "v1", at(50)), bronze_row("b", "u1", "v1", at(65))])
     build_silver(spark, config, H10, at(60))
     build_silver(spark, config, at(60), at(120))
     rows = silver_rows(lake)
@@ -111,7 +110,7 @@ def test_a_session_continues_across_intervals(spark, setup):
 
 def test_dimensions_are_upserted_by_merge(spark, setup):
     config, lake, catalogue = setup
-    add_bronze(lake, [bronze_row("e1", "u1", "v1", at(1))])
+    add_bronze(spark, lake, [bronze_row("e1", "u1", "v1", at(1))])
     build_silver(spark, config, H10, at(60))
     videos = pq.read_table(catalogue / "videos.parquet").to_pylist()
     videos[0]["topic"] = "comedy"  # v1 changes topic
@@ -139,7 +138,7 @@ def test_gold_features_from_silver_as_of_the_interval_end(spark, setup):
     from reelhouse.features.gold import build_features, feature_table
 
     config, lake, _ = setup
-    add_bronze(lake, [
+    add_bronze(spark, lake, [
         bronze_row("p1", "u1", "v1", at(5)),
         bronze_row("p2", "u2", "v1", at(15)) | {"watch_ms": 2000},
         bronze_row("l1", "u2", "v1", at(16), event_type="like"),

@@ -32,6 +32,12 @@ ROWS = 3_000
 MODEL = "reelhouse-ranker"
 
 
+def recorded(metadata: dict[str, str]) -> CommitProperties:
+    """Commit metadata as the lake stores it (delta-spark's userMetadata, JSON); written with
+    delta-rs here so these tests need no SparkSession."""
+    return CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata)})
+
+
 def synthetic_training_set(seed: int = 11) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({name: rng.gamma(2.0, 1.0, ROWS) for name in NUMERIC_COLUMNS})
@@ -99,9 +105,7 @@ def second(config: ReelhouseConfig, training_set: pd.DataFrame, first: TrainResu
     write_deltalake(
         lake.uri(config.training.table),
         pa.Table.from_pandas(worse, preserve_index=False),
-        commit_properties=CommitProperties(
-            custom_metadata={INPUT_VERSIONS_KEY: json.dumps({"silver_events": 13, "video_features": 6})}
-        ),
+        commit_properties=recorded({INPUT_VERSIONS_KEY: json.dumps({"silver_events": 13, "video_features": 6})}),
     )
     result = train_from_lake(config)
     from mlflow import MlflowClient
@@ -225,8 +229,7 @@ def test_recorded_lineage_is_the_one_of_the_build_that_wrote_the_version(tmp_pat
     rows = pa.table({"x": [1]})
 
     def commit(metadata: dict[str, str]) -> None:
-        properties = CommitProperties(custom_metadata=metadata)
-        write_deltalake(lake.uri("sets"), rows, mode="overwrite", commit_properties=properties)
+        write_deltalake(lake.uri("sets"), rows, mode="overwrite", commit_properties=recorded(metadata))
 
     commit({INPUT_VERSIONS_KEY: json.dumps({"silver_events": 1})})  # v0: a build
     commit({INPUT_VERSIONS_KEY: json.dumps({"silver_events": 2})})  # v1: the next build
@@ -247,7 +250,7 @@ def test_rankers_trained_apart_are_gated_together(config, training_set, second):
         lake.uri(config.training.table),
         pa.Table.from_pandas(training_set, preserve_index=False),
         mode="overwrite",
-        commit_properties=CommitProperties(custom_metadata={INPUT_VERSIONS_KEY: json.dumps({"silver_events": 14})}),
+        commit_properties=recorded({INPUT_VERSIONS_KEY: json.dumps({"silver_events": 14})}),
     )
     before = dict(MlflowClient().get_registered_model(MODEL).aliases)
     trained = [train_from_lake(config, kinds=[kind], promote=False) for kind in (LIGHTGBM, LOGISTIC_REGRESSION)]

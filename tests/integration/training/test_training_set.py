@@ -51,10 +51,10 @@ def gold(entity: str, keys: dict, feature_time: dt.datetime, **features) -> dict
     return row | {"feature_time": feature_time, "feature_hour": feature_time.strftime("%Y-%m-%dT%H")}
 
 
-def add(lake: Lake, spec: TableSpec, rows: list[dict]) -> None:
-    lake.ensure_table(spec)
+def add(spark, lake: Lake, spec: TableSpec, rows: list[dict]) -> None:
+    lake.ensure_table(spark, spec)
     if rows:
-        lake.commit(spec, lake.file_writer(spec).write(pa.Table.from_pylist(rows, schema=spec.schema)))
+        lake.write_arrow(spark, pa.Table.from_pylist(rows, schema=spec.schema), spec)
 
 
 @pytest.fixture
@@ -63,10 +63,10 @@ def config(tmp_path):
 
 
 @pytest.fixture
-def lake(config):
+def lake(spark, config):
     lake = Lake(config.lake)
     for entity in ENTITIES:  # empty feature tables unless a test adds rows
-        lake.ensure_table(feature_table(entity))
+        lake.ensure_table(spark, feature_table(entity))
     return lake
 
 
@@ -79,21 +79,21 @@ def built_rows(lake: Lake, config) -> dict[str, dict]:
 
 def test_features_come_from_the_latest_feature_time_at_or_before_the_impression(spark, config, lake):
     video, user, user_topic = (feature_table(e) for e in ENTITIES)
-    add(lake, video, [
+    add(spark, lake, video, [
         gold("video", {"video_id": "v2"}, at(-120), video_impressions_1h=7),  # v2 was last active before 10:00
         gold("video", {"video_id": "v1"}, at(0), video_impressions_1h=1),
         # Computed at 12:00, after most impressions: its distinctive 999 must not reach them.
         gold("video", {"video_id": "v1"}, at(120), video_impressions_1h=999),
     ])
-    add(lake, user, [
+    add(spark, lake, user, [
         gold("user", {"user_id": "u1"}, at(0), user_events_1d=5),
         gold("user", {"user_id": "u1"}, at(120), user_events_1d=999),
     ])
-    add(lake, user_topic, [
+    add(spark, lake, user_topic, [
         gold("user_topic", {"user_id": "u1", "topic": "pets"}, at(0), user_topic_plays_7d=3),
         gold("user_topic", {"user_id": "u1", "topic": "pets"}, at(120), user_topic_plays_7d=999),
     ])
-    add(lake, SILVER_EVENTS, [
+    add(spark, lake, SILVER_EVENTS, [
         impression("a", "r-between", "u1", "v1", at(90)),  # 11:30: the 10:00 rows, never the 12:00 ones
         impression("b", "r-before-any", "u1", "v1", at(-30)),  # 09:30: no feature row existed yet
         impression("c", "r-at-12", "u1", "v1", at(120)),  # 12:00 rows cover events before 12:00: usable
@@ -128,7 +128,7 @@ def test_features_come_from_the_latest_feature_time_at_or_before_the_impression(
 def test_labels_come_from_the_outcomes_of_the_same_request_within_the_window(spark, config, lake):
     # Defaults: attribution window 30 min, positive watch ratio 0.5.
     assert (config.training.attribution_window_s, config.training.positive_watch_ratio) == (1_800, 0.5)
-    add(lake, SILVER_EVENTS, [
+    add(spark, lake, SILVER_EVENTS, [
         impression("i1", "r1", "u1", "v1", at(0)),
         play("p1", "r1", "u1", "v1", at(1), 4_000),
         event("l1", "like", "r1", "u1", "v1", at(5)),
@@ -202,8 +202,8 @@ def test_split_by_time_lineage_and_rebuild(spark, config, lake):
     # 100 impressions a minute apart, plus 5 more sharing one timestamp near the test cut.
     rows = [impression(f"i{m}", f"r{m}", f"u{m % 7}", f"v{m % 11}", at(m)) for m in range(100)]
     rows += [impression(f"t{k}", f"rt{k}", "u1", f"vt{k}", at(89.5)) for k in range(5)]
-    add(lake, SILVER_EVENTS, rows)
-    add(lake, feature_table("video"), [gold("video", {"video_id": "v1"}, H10, video_impressions_1h=1)])
+    add(spark, lake, SILVER_EVENTS, rows)
+    add(spark, lake, feature_table("video"), [gold("video", {"video_id": "v1"}, H10, video_impressions_1h=1)])
 
     first = build_training_set(spark, config, H10, at(120))
 
@@ -222,7 +222,7 @@ def test_split_by_time_lineage_and_rebuild(spark, config, lake):
     assert training_set_lineage(lake, config.training.table) == {config.training.table: first.version, **versions}
 
     # New silver data outside the interval: the rebuild has the same rows and a new silver version.
-    add(lake, SILVER_EVENTS, [impression("late", "r-late", "u1", "v1", at(200))])
+    add(spark, lake, SILVER_EVENTS, [impression("late", "r-late", "u1", "v1", at(200))])
     second = build_training_set(spark, config, H10, at(120))
 
     assert built_rows(lake, config) == built
@@ -231,6 +231,6 @@ def test_split_by_time_lineage_and_rebuild(spark, config, lake):
 
 
 def test_an_interval_without_impressions_is_an_error(spark, config, lake):
-    add(lake, SILVER_EVENTS, [impression("i1", "r1", "u1", "v1", at(0))])
+    add(spark, lake, SILVER_EVENTS, [impression("i1", "r1", "u1", "v1", at(0))])
     with pytest.raises(Exception, match="no impressions"):
         build_training_set(spark, config, at(60), at(120))
