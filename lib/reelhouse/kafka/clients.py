@@ -1,19 +1,28 @@
 """The one place Kafka clients are built, from :class:`KafkaConfig` or plain options.
 
-librdkafka settings come from ``kafka.client`` (shared: security, SASL, SSL) layered with
-``kafka.producer`` for producers. Executors receive plain dicts (configs are not shipped to them).
+Two client libraries, one set of settings. confluent-kafka (librdkafka) where throughput matters:
+producers, readers, administration. kafka-python, pure Python, where a light dependency fits
+better: the stream-lag check inside Airflow workers (:func:`kafka_python_consumer`).
+
+Settings come from ``kafka.client`` (shared: security, SASL, SSL), in librdkafka's names, layered
+with ``kafka.producer`` for producers; :func:`kafka_python_settings` translates them for
+kafka-python. Executors receive plain dicts (configs are not shipped to them).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from reelhouse.config import KafkaConfig, TopicConfig
-from reelhouse.errors import StackError
+from reelhouse.errors import ConfigError, StackError
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,75 @@ def consumer(options: Mapping[str, str], **overrides: str) -> Consumer:
         **overrides,
     }
     return Consumer(settings)
+
+
+#: librdkafka setting -> kafka-python argument, for the settings both clients understand.
+KAFKA_PYTHON_NAMES = {
+    "client.id": "client_id",
+    "client.rack": "client_rack",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "sasl.kerberos.service.name": "sasl_kerberos_service_name",
+    "ssl.ca.location": "ssl_cafile",
+    "ssl.certificate.location": "ssl_certfile",
+    "ssl.key.location": "ssl_keyfile",
+    "ssl.key.password": "ssl_password",
+    "ssl.crl.location": "ssl_crlfile",
+    "ssl.cipher.suites": "ssl_ciphers",
+}
+#: Settings that decide whether and how a client may connect: never dropped silently.
+_SECURITY_PREFIXES = ("security.", "sasl.", "ssl.")
+
+
+def kafka_python_settings(client: Mapping[str, str]) -> dict[str, Any]:
+    """``kafka.client`` (librdkafka names) as kafka-python keyword arguments.
+
+    A security setting kafka-python has no equivalent for is an error, since connecting without
+    it would be wrong; librdkafka tuning settings (queue sizes, timeouts) are left out.
+    """
+    settings: dict[str, Any] = {}
+    for key, value in client.items():
+        if key in KAFKA_PYTHON_NAMES:
+            name = KAFKA_PYTHON_NAMES[key]
+            settings[name] = value.upper() if name in ("security_protocol", "sasl_mechanism") else value
+        elif key == "ssl.endpoint.identification.algorithm":
+            settings["ssl_check_hostname"] = value.lower() == "https"
+        elif key.startswith(_SECURITY_PREFIXES):
+            raise ConfigError(
+                f"kafka.client.{key} has no kafka-python equivalent, so the stream-lag check cannot connect "
+                f"as the other clients do; supported security settings: {', '.join(sorted(KAFKA_PYTHON_NAMES))}, "
+                "ssl.endpoint.identification.algorithm"
+            )
+        else:
+            log.debug("kafka-python ignores the librdkafka setting kafka.client.%s", key)
+    return settings
+
+
+def kafka_python_consumer(kafka: KafkaConfig, **overrides: Any) -> KafkaConsumer:
+    """A kafka-python consumer of ``kafka``: no automatic commits, new groups start at the earliest offset.
+
+    ``overrides`` are kafka-python arguments (``group_id="..."`` for a consumer group).
+    """
+    from kafka import KafkaConsumer  # imported on use: most processes never need it
+    from kafka.errors import KafkaError
+
+    settings = {
+        "bootstrap_servers": [server.strip() for server in kafka.bootstrap_servers.split(",")],
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        **kafka_python_settings(kafka.client),
+        **overrides,
+    }
+    try:
+        return KafkaConsumer(**settings)
+    except KafkaError as e:
+        raise StackError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} with kafka-python: {e}; is the broker up "
+            "(reelhouse stack status), and do kafka.client's security settings match it?"
+        ) from e
 
 
 def admin_client(kafka: KafkaConfig) -> AdminClient:
