@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    stack = sub.add_parser("stack", help="start, stop or inspect the local broker and object store")
+    stack = sub.add_parser("stack", help="start, stop or inspect the local Kafka broker (and Spark cluster)")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument(
         "--spark-cluster", action="store_true",

@@ -1,13 +1,18 @@
-"""Integration fixtures: one real local stack (Tansu on rclone S3) per test session.
+"""Integration fixtures: one real local Kafka broker (Apache Kafka, KRaft) per test session.
 
 ``base_config`` is a test config (free ports, everything under one temporary directory) with
 nothing started; ``local_stack`` starts it once; ``stack_config`` is the config of that running
-stack, for tests that only need a broker. Tests that stop or restart services build their own
-stack with ``make_private_stack`` so the session stack stays up.
+stack, for tests that only need a broker. Tests that stop, kill or restart the broker build their
+own stack with ``make_private_stack`` so the session stack stays up.
+
+A missing prerequisite (Java, the broker jars of ``make install``) skips the tests that need it
+on a developer's machine, with what to do; under ``CI=true`` it fails them instead, so a CI run
+never passes by skipping.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from reelhouse import jvm
 from reelhouse.config import ReelhouseConfig, load_config
+from reelhouse.errors import PrerequisiteError
 from reelhouse.stack import LocalStack
+from reelhouse.stack.services import find_java
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -30,9 +38,25 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def build_test_config(root: Path, storage: str = "s3") -> ReelhouseConfig:
+def missing_prerequisite(message: str) -> None:
+    """Skip (a developer's machine) or fail (``CI=true``) a test whose prerequisite is missing."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"missing prerequisite under CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require_broker_prerequisites() -> None:
+    """Java and the Apache Kafka jars, before a test tries to start a broker."""
+    try:
+        find_java()
+        jvm.broker_classpath()
+    except PrerequisiteError as e:
+        missing_prerequisite(str(e))
+
+
+def build_test_config(root: Path) -> ReelhouseConfig:
     """conf/local.yaml with free ports and every location under ``root``."""
-    broker_port, object_store_port = free_ports(2)
+    broker_port, controller_port = free_ports(2)
     overrides = {
         "data_dir": root,
         "kafka__bootstrap_servers": f"127.0.0.1:{broker_port}",
@@ -40,9 +64,7 @@ def build_test_config(root: Path, storage: str = "s3") -> ReelhouseConfig:
         "stack__state_dir": root / "stack",
         "stack__broker__host": "127.0.0.1",
         "stack__broker__port": broker_port,
-        "stack__broker__storage": storage,
-        "stack__object_store__host": "127.0.0.1",
-        "stack__object_store__port": object_store_port,
+        "stack__broker__controller_port": controller_port,
         "lake__root": root / "lake",
         "ingest__checkpoint_dir": root / "checkpoints" / "ingest_events",
         "simulator__catalogue_dir": root / "catalogue",
@@ -59,7 +81,8 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> ReelhouseConfig:
 
 @pytest.fixture(scope="session")
 def local_stack(base_config: ReelhouseConfig) -> Iterator[LocalStack]:
-    """The session's running stack (durable s3 storage); stopped when the session ends."""
+    """The session's running broker; stopped when the session ends."""
+    require_broker_prerequisites()
     stack = LocalStack(base_config)
     stack.up()
     try:
@@ -78,14 +101,15 @@ def stack_config(local_stack: LocalStack) -> ReelhouseConfig:
 def make_private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalStack]]:
     """Factory of private stacks (own free ports and state dir), not started; all stopped afterwards.
 
-    ``make(storage="memory", start_timeout_s=2)``: keyword arguments replace ``stack`` settings.
+    ``make(start_timeout_s=2)``: keyword arguments replace ``stack`` settings.
 
-    For tests that stop or restart services, so the session stack stays up.
+    For tests that stop, kill or restart the broker, so the session stack stays up.
     """
+    require_broker_prerequisites()
     made: list[LocalStack] = []
 
-    def make(storage: str = "s3", **stack_settings: object) -> LocalStack:
-        config = build_test_config(tmp_path_factory.mktemp("private-stack"), storage=storage)
+    def make(**stack_settings: object) -> LocalStack:
+        config = build_test_config(tmp_path_factory.mktemp("private-stack"))
         if stack_settings:
             config = config.model_copy(update={"stack": config.stack.model_copy(update=stack_settings)})
         made.append(LocalStack(config))

@@ -52,18 +52,26 @@ class KafkaConfig(_Model):
 
 
 class BrokerConfig(_Model):
-    host: str = Field("127.0.0.1", description="Address the local broker listens on.")
-    port: int = Field(19092, ge=1, le=65535, description="Kafka port of the local broker.")
-    storage: Literal["s3", "memory"] = Field(
-        "s3", description="`s3`: durable, on the local object store; `memory`: lost on restart."
+    """The local single-node Apache Kafka broker (KRaft: broker and controller in one JVM, node id 1)."""
+
+    host: str = Field("127.0.0.1", description="Address both listeners bind to and the broker advertises.")
+    port: int = Field(
+        19092, ge=1, le=65535, description="Kafka (PLAINTEXT) port clients connect to; kafka.bootstrap_servers names it."
     )
-    cluster_id: str = Field("reelhouse", description="Cluster id the broker stores its metadata under.")
-
-
-class ObjectStoreConfig(_Model):
-    host: str = Field("127.0.0.1", description="Address the local S3 server listens on.")
-    port: int = Field(19000, ge=1, le=65535, description="Port of the local S3 server.")
-    bucket: str = Field("reelhouse-broker", description="Bucket (a directory) that holds the broker's data.")
+    controller_port: int = Field(
+        19093, ge=1, le=65535, description="Port of the KRaft controller listener (only the broker itself uses it)."
+    )
+    heap: str = Field(
+        "512m",
+        pattern=r"^[0-9]+[mMgG]$",
+        description="Maximum JVM heap of the broker (-Xmx). Kafka keeps its data in the page cache, not on the "
+        "heap, so a small heap is enough for a local broker.",
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra server.properties settings layered over the generated ones (e.g. log.retention.hours); "
+        "the listeners, node id, quorum and log.dirs are the stack's own and cannot be replaced here.",
+    )
 
 
 class SparkClusterConfig(_Model):
@@ -96,18 +104,25 @@ class StackConfig(_Model):
     """The local services `reelhouse stack up` starts. Unused on a real cluster."""
 
     enabled: bool = Field(True, description="False on a real deployment: nothing local is started.")
-    state_dir: Path = Field(Path(".reelhouse/stack"), description="Pid files, logs, credentials and data.")
+    state_dir: Path = Field(
+        Path(".reelhouse/stack"),
+        description="pids/, logs/, the broker's generated conf/ and cluster id, and data/ (the broker's log.dirs).",
+    )
     broker: BrokerConfig = Field(default_factory=BrokerConfig)
-    object_store: ObjectStoreConfig = Field(default_factory=ObjectStoreConfig)
     spark_cluster: SparkClusterConfig = Field(
         default_factory=SparkClusterConfig, description="Only started by `reelhouse stack up --spark-cluster`."
     )
-    start_timeout_s: float = Field(20.0, gt=0, description="How long a service may take to pass its health check.")
-    stop_timeout_s: float = Field(
-        10.0,
+    start_timeout_s: float = Field(
+        60.0,
         gt=0,
-        description="How long a service may take to exit after SIGTERM before it is killed "
-        "(Tansu waits about 5 s for connected clients).",
+        description="How long the broker may take to answer a metadata request; a JVM takes a few seconds, "
+        "more on a busy machine.",
+    )
+    stop_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long the broker may take to shut down after SIGTERM (it flushes and closes its logs, "
+        "so the next start skips log recovery) before it is killed.",
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
 from collections.abc import Callable
@@ -42,24 +41,11 @@ def accepts_tcp(host: str, port: int, timeout_s: float) -> bool:
         return False
 
 
-def answers_http(host: str, port: int, timeout_s: float) -> bool:
-    """Any HTTP response counts: rclone answers an anonymous ``GET /`` with an S3 error document."""
-    connection = http.client.HTTPConnection(host, port, timeout=min(timeout_s, 2.0))
-    try:
-        connection.request("GET", "/")
-        connection.getresponse().read()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
 class KafkaMetadataProbe:
-    """Answers True once the broker returns metadata; TCP is tried first to keep librdkafka quiet.
+    """Answers True once the broker returns metadata naming itself; TCP is tried first to keep librdkafka quiet.
 
-    The Tansu listener can accept connections while its storage is still unreachable (it then
-    closes them), so only a metadata answer proves the broker can read its storage.
+    Kafka opens its client listener only once the broker has caught up with the metadata log and
+    the controller unfenced it, so an answer means clients can create topics, produce and consume.
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -75,12 +61,11 @@ class KafkaMetadataProbe:
                 {"bootstrap.servers": f"{self._host}:{self._port}", "log.connection.close": False}
             )
         try:
-            self._admin.list_topics(timeout=min(timeout_s, 2.0))
-            return True
+            metadata = self._admin.list_topics(timeout=min(timeout_s, 2.0))
         except KafkaException:
             return False
+        return bool(metadata.brokers)
 
     def close(self) -> None:
-        # Dropping the last reference destroys the librdkafka handle and its connections; an open
-        # connection would make the broker's graceful shutdown wait.
+        # Dropping the last reference destroys the librdkafka handle and closes its connections.
         self._admin = None

@@ -1,33 +1,35 @@
-""":class:`LocalStack`: start, stop, restart and describe the local S3 server, Kafka broker and Spark cluster."""
+""":class:`LocalStack`: start, stop, restart, kill and describe the local Kafka broker (and the Spark cluster)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelhouse import jvm
 from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import StackError
 from reelhouse.kafka import ensure_topic
 from reelhouse.stack import health, processes
-from reelhouse.stack.credentials import ObjectStoreCredentials, load_or_create_credentials
 from reelhouse.stack.services import (
-    BINARY_NAMES,
     BROKER,
-    OBJECT_STORE,
-    SERVICE_NAMES,
-    TITLES,
-    ServiceSpec,
+    LOG4J2_CONFIG,
+    TITLE,
     StackPaths,
-    broker_data_dir,
-    broker_spec,
-    find_rclone,
-    find_tansu,
-    object_store_spec,
+    broker_address,
+    broker_command,
+    controller_address,
+    find_java,
+    format_command,
+    is_broker_command,
+    is_formatted,
+    new_cluster_id,
+    render_properties,
+    server_properties,
 )
 from reelhouse.stack.spark_cluster import SparkCluster
 
@@ -43,24 +45,26 @@ class ServiceStatus:
     running: bool
     pid: int | None
     address: str
-    data_dir: Path | None
+    data_dir: Path
     log_file: Path
     pid_file: Path
 
 
 class LocalStack:
-    """The local services of ``config.stack``: an S3 server (unless storage is memory) and a broker.
+    """The local broker of ``config.stack``: one Apache Kafka JVM in KRaft mode (broker and controller).
 
-    Processes run detached; their pid files under ``stack.state_dir/pids`` are the only record of
-    what this class started, so a new instance (another CLI call) can stop them.
+    The broker runs detached; its pid file under ``stack.state_dir/pids`` is the only record of
+    what this class started, so a new instance (another CLI call) can stop it. Its data, under
+    ``stack.state_dir/data``, is never deleted here: topics and messages outlive ``down``/``up``
+    and a killed broker.
     """
 
     def __init__(self, config: ReelhouseConfig) -> None:
         self._config = config
         self._stack = config.stack
         self.paths = StackPaths(config.stack.state_dir)
-        # Popen handles of processes this instance started, kept so they are reaped on stop.
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        # The Popen handle of the broker this instance started, kept so it is reaped on stop.
+        self._child: subprocess.Popen[bytes] | None = None
         self.spark_cluster = SparkCluster(config, self.paths)
 
     # ---- public API -------------------------------------------------------------------------
@@ -70,110 +74,88 @@ class LocalStack:
         return self._config
 
     def up(self, spark_cluster: bool = False) -> None:
-        """Start the services, wait until they answer, create the events topic.
+        """Start the broker, wait until it answers, create the events topic.
 
-        With ``spark_cluster`` also start the Spark standalone cluster; a stack that already
+        With ``spark_cluster`` also start the Spark standalone cluster; a broker that already
         runs is then kept as it is and only the cluster is added.
         """
         if not self._stack.enabled:
             log.info("stack.enabled is false: nothing to start, Kafka is at %s", self._config.kafka.bootstrap_servers)
             return
-        start_services = not (spark_cluster and all(s.running for s in self.status()))
-        if start_services:
-            self._start_services()
+        start_broker = not (spark_cluster and self.broker_running())
+        if start_broker:
+            self._refuse_if_running()
+            self._check_config()
+            self._start_broker()
+            log.info("local stack is up: broker at %s", broker_address(self._stack))
         if not spark_cluster:
             return
         try:
             self.spark_cluster.up()
         except BaseException:
-            if start_services:
-                for name in reversed(SERVICE_NAMES):
-                    self._stop(name)
+            if start_broker:
+                self._stop_broker()
             raise
-
-    def _start_services(self) -> None:
-        self._refuse_if_running()
-        self._check_config()
-        specs = self._specs()
-        for directory in (self.paths.pids_dir, self.paths.logs_dir, self.paths.data_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        if self._stack.broker.storage == "s3":
-            # Tansu does not create its bucket; for rclone a bucket is a directory. A log left by
-            # an earlier stack is removed: Tansu resumes a partition by a conditional write that
-            # rclone does not enforce, so it would write new batches over the old ones from
-            # offset 0 (see restart_broker). Topics therefore live as long as the stack.
-            bucket = self.paths.object_store_root / self._stack.object_store.bucket
-            if bucket.exists() and any(bucket.iterdir()):
-                log.info("removing the broker log of an earlier stack in %s", bucket)
-                shutil.rmtree(bucket)
-                self._forget_stream_progress()
-            bucket.mkdir(parents=True, exist_ok=True)
-        started: list[ServiceSpec] = []
-        try:
-            for spec in specs:
-                started.append(spec)
-                self._start(spec)
-            self._ensure_events_topic()
-        except BaseException:
-            for spec in reversed(started):
-                self._stop(spec.name)
-            raise
-        log.info("local stack is up: broker at %s", self._broker_address())
 
     def down(self) -> None:
-        """Stop what `up` started (pids from our pid files running our binaries); safe to repeat."""
+        """Stop what `up` started (the pids of our pid files, if they still run our broker); safe to repeat."""
         if not self._stack.enabled:
             log.info("stack.enabled is false: nothing to stop")
             return
         stopped = self.spark_cluster.down()
-        stopped += [name for name in reversed(SERVICE_NAMES) if self._stop(name)]
+        if self._stop_broker():
+            stopped.append(TITLE)
         log.info("local stack is down (stopped: %s)", ", ".join(stopped) or "nothing was running")
 
     def restart_broker(self) -> None:
-        """Stop the broker process and start it again on the same storage (the S3 server stays up).
+        """Stop the broker (if it runs) and start it again on the same data.
 
-        With s3 storage every acknowledged message survives and stays readable, and clients
-        resume where they were. Known limit: Tansu 0.6 finds where to append in a partition by
-        a conditional S3 write (If-None-Match) that rclone's S3 server does not enforce, so
-        messages *produced after* a restart are written from offset 0 over the old log. Use a
-        restart to test recovery of readers; produce to a fresh stack. With memory storage
-        everything is lost. Tansu's graceful stop waits about 5 s while clients stay connected.
+        Every acknowledged message stays readable, producers and consumers reconnect and carry on,
+        and new messages are appended after the old ones. Also the way back after :meth:`kill_broker`.
         """
         if not self._stack.enabled:
             raise StackError("stack.enabled is false: there is no local broker to restart")
-        if self._stack.broker.storage == "s3" and not self._running(OBJECT_STORE):
-            raise StackError(
-                f"the S3 server the broker stores its data on is not running (state in {self.paths.state_dir}); "
-                "run `reelhouse stack down` and `reelhouse stack up`"
-            )
-        if self._stack.broker.storage == "memory":
-            log.warning("restarting a broker with memory storage: every topic and message is lost")
-        spec = next(s for s in self._specs() if s.name == BROKER)
-        self._stop(BROKER)
-        try:
-            self._start(spec)
-            self._ensure_events_topic()
-        except BaseException:
-            self._stop(BROKER)
-            raise
-        log.info("broker restarted at %s", spec.address)
+        self._stop_broker()
+        self._check_config()
+        self._start_broker()
+        log.info("broker restarted at %s", broker_address(self._stack))
 
-    def _forget_stream_progress(self) -> None:
-        """The streams' checkpoints count offsets of the log just removed; they would skip the new one."""
-        for checkpoint in (self._config.ingest.checkpoint_dir, self._config.speed.checkpoint_dir):
-            if "://" not in checkpoint and Path(checkpoint).exists():
-                log.info("removing the stream checkpoint %s: it refers to the removed broker log", checkpoint)
-                shutil.rmtree(checkpoint)
+    def kill_broker(self) -> int:
+        """SIGKILL the broker, as a crash would (no shutdown, no flush); returns its pid. For tests.
+
+        Acknowledged messages survive: they are in the page cache, and the next start recovers the
+        log segments that were not closed cleanly. Start it again with :meth:`restart_broker`.
+        """
+        if not self._stack.enabled:
+            raise StackError("stack.enabled is false: there is no local broker to kill")
+        pid = self._broker_pid()
+        if pid is None or not processes.kill_process(pid, self._is_broker):
+            raise StackError(f"no local broker runs (pid file {self.paths.pid_file(BROKER)}): nothing to kill")
+        self._reap(pid)
+        processes.remove_pid_file(self.paths.pid_file(BROKER))
+        log.info("killed %s (pid %d) with SIGKILL", TITLE, pid)
+        return pid
 
     def broker_running(self) -> bool:
-        return self._stack.enabled and self._running(BROKER)
+        return self._stack.enabled and self._broker_pid() is not None
 
     def status(self) -> list[ServiceStatus]:
-        """One entry per service the config uses; empty when the stack is disabled."""
+        """One entry per local service; empty when the stack is disabled."""
         if not self._stack.enabled:
             return []
-        names = [BROKER] if self._stack.broker.storage == "memory" else [OBJECT_STORE, BROKER]
-        return [self._status(name) for name in names]
+        pid = self._broker_pid()
+        return [
+            ServiceStatus(
+                name=BROKER,
+                title=TITLE,
+                running=pid is not None,
+                pid=pid,
+                address=broker_address(self._stack),
+                data_dir=self.paths.broker_data_dir,
+                log_file=self.paths.log_file(BROKER),
+                pid_file=self.paths.pid_file(BROKER),
+            )
+        ]
 
     def describe(self) -> str:
         if not self._stack.enabled:
@@ -184,157 +166,182 @@ class LocalStack:
         lines = [f"local stack (state in {self.paths.state_dir})"]
         for service in self.status():
             state = f"running, pid {service.pid}" if service.running else "not running"
-            scheme = "http://" if service.name == OBJECT_STORE else ""
-            if service.data_dir is not None:
-                data = str(service.data_dir)
-            else:
-                data = "in memory (lost when the broker stops)"
             lines += [
                 f"  {service.title}: {state}",
-                f"    address  {scheme}{service.address}",
-                f"    data     {data}",
-                f"    log      {service.log_file}",
+                f"    address    {service.address} (controller {controller_address(self._stack)})",
+                f"    data       {service.data_dir}",
+                f"    log        {service.log_file}",
+                f"    config     {self.paths.server_properties}",
             ]
         lines += self.spark_cluster.describe_lines()
         return "\n".join(lines)
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _specs(self) -> list[ServiceSpec]:
-        """The services to start, in order; resolves binaries and credentials."""
-        credentials: ObjectStoreCredentials | None = None
-        specs: list[ServiceSpec] = []
-        if self._stack.broker.storage == "s3":
-            credentials = load_or_create_credentials(self.paths.credentials_file)
-            specs.append(object_store_spec(self._stack, self.paths, find_rclone(), credentials, os.environ))
-        specs.append(broker_spec(self._stack, self.paths, find_tansu(), credentials, os.environ))
-        return specs
+    def _is_broker(self, cmdline: Sequence[str] | None) -> bool:
+        return is_broker_command(cmdline, self.paths)
 
-    def _running(self, name: str) -> bool:
-        return processes.owned_pid(self.paths.pid_file(name), BINARY_NAMES[name]) is not None
+    def _broker_pid(self) -> int | None:
+        return processes.owned_pid(self.paths.pid_file(BROKER), self._is_broker)
 
     def _refuse_if_running(self) -> None:
-        running = []
-        for name in SERVICE_NAMES:
-            pid = processes.clean_stale_pid_file(self.paths.pid_file(name), BINARY_NAMES[name])
-            if pid is not None:
-                running.append(f"{TITLES[name]} pid {pid} (pid file {self.paths.pid_file(name)})")
-        if running:
+        pid_file = self.paths.pid_file(BROKER)
+        pid = processes.clean_stale_pid_file(pid_file, self._is_broker)
+        if pid is not None:
             raise StackError(
-                "the local stack is already running: " + "; ".join(running)
-                + ". Use it as it is, or run `reelhouse stack down` first"
+                f"the local stack is already running: {TITLE} pid {pid} (pid file {pid_file}). "
+                "Use it as it is, or run `reelhouse stack down` first"
             )
 
     def _check_config(self) -> None:
-        stack = self._stack
-        if stack.broker.storage == "s3" and (stack.broker.host, stack.broker.port) == (
-            stack.object_store.host,
-            stack.object_store.port,
-        ):
+        broker = self._stack.broker
+        if broker.port == broker.controller_port:
             raise StackError(
-                f"stack.broker.port and stack.object_store.port are both {stack.broker.port}; give them different ports"
+                f"stack.broker.port and stack.broker.controller_port are both {broker.port}; give them different ports"
             )
         servers = [s.strip() for s in self._config.kafka.bootstrap_servers.split(",")]
-        if self._broker_address() not in servers:
+        if broker_address(self._stack) not in servers:
             log.warning(
                 "kafka.bootstrap_servers (%s) does not name the local broker (%s): clients will not reach it",
-                self._config.kafka.bootstrap_servers, self._broker_address(),
+                self._config.kafka.bootstrap_servers, broker_address(self._stack),
             )
 
-    def _broker_address(self) -> str:
-        return f"{self._stack.broker.host}:{self._stack.broker.port}"
+    def _refuse_taken_ports(self) -> None:
+        broker = self._stack.broker
+        for port, key in (
+            (broker.port, "stack.broker.port (and kafka.bootstrap_servers)"),
+            (broker.controller_port, "stack.broker.controller_port"),
+        ):
+            try:
+                taken = processes.port_in_use(broker.host, port)
+            except OSError as e:
+                raise StackError(
+                    f"the {TITLE} cannot listen on {broker.host}:{port}: {e}; check stack.broker.host"
+                ) from e
+            if taken:
+                raise StackError(
+                    f"port {port} on {broker.host} is already in use by another process, so the "
+                    f"{TITLE} cannot listen there; change {key} or stop that process"
+                )
 
-    def _start(self, spec: ServiceSpec) -> None:
-        """Spawn ``spec``, record its pid, wait for its health check; on failure stop it and raise."""
+    def _write_broker_files(self) -> None:
+        """server.properties and the log4j2 config, from the config, on every start."""
+        for directory in (self.paths.pids_dir, self.paths.logs_dir, self.paths.conf_dir, self.paths.broker_data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        _write_atomically(self.paths.server_properties, render_properties(server_properties(self._stack, self.paths)))
+        _write_atomically(self.paths.log4j_config, LOG4J2_CONFIG)
+
+    def _cluster_id(self) -> str:
+        """The stack's cluster id: generated once, then read from ``cluster.id`` in the state dir."""
+        path = self.paths.cluster_id_file
         try:
-            port_taken = processes.port_in_use(spec.host, spec.port)
-        except OSError as e:
+            cluster_id = path.read_text().strip()
+        except FileNotFoundError:
+            cluster_id = ""
+        if not cluster_id:
+            cluster_id = new_cluster_id()
+            _write_atomically(path, cluster_id + "\n")
+        return cluster_id
+
+    def _format_storage(self, java: str, classpath: str) -> None:
+        """Format ``log.dirs`` on the first start only: formatting is what makes an empty dir a broker's."""
+        if is_formatted(self.paths):
+            return
+        cluster_id = self._cluster_id()
+        log_file = self.paths.log_file(BROKER)
+        offset = processes.log_size(log_file)
+        log.info("formatting the broker's storage in %s (cluster id %s)", self.paths.broker_data_dir, cluster_id)
+        argv = format_command(java, classpath, self._stack, self.paths, cluster_id)
+        with log_file.open("ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} formatting storage ===\n".encode())
+            out.flush()
+            try:
+                result = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    cwd=self.paths.state_dir, timeout=self._stack.start_timeout_s, check=False,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                raise StackError(
+                    f"formatting the broker's storage took longer than {self._stack.start_timeout_s:g} s "
+                    f"(stack.start_timeout_s). Last lines of {log_file}:\n{_indent(processes.log_tail(log_file, offset))}"
+                ) from None
+        if result.returncode != 0 or not is_formatted(self.paths):
             raise StackError(
-                f"the {spec.title} cannot listen on {spec.address}: {e}; check stack.{spec.name}.host"
-            ) from e
-        if port_taken:
-            raise StackError(
-                f"port {spec.port} on {spec.host} is already in use by another process, so the "
-                f"{spec.title} cannot listen there; change {spec.port_key} or stop that process"
+                f"formatting the broker's storage in {self.paths.broker_data_dir} failed (exit code "
+                f"{result.returncode}). Last lines of {log_file}:\n{_indent(processes.log_tail(log_file, offset))}"
             )
-        log_file = self.paths.log_file(spec.name)
+
+    def _start_broker(self) -> None:
+        """Spawn the broker, record its pid, wait until it answers, ensure the events topic; on failure stop it."""
+        java, classpath = find_java(), jvm.broker_classpath()
+        self._refuse_taken_ports()
+        self._write_broker_files()
+        self._format_storage(java, classpath)
+        log_file = self.paths.log_file(BROKER)
         log_offset = processes.log_size(log_file)
-        child = processes.spawn(spec.argv, spec.env, log_file, cwd=self.paths.state_dir)
-        self._children[spec.name] = child
-        processes.write_pid(self.paths.pid_file(spec.name), child.pid)
-        log.info("started %s (pid %d) on %s, log %s", spec.title, child.pid, spec.address, log_file)
+        argv = broker_command(java, classpath, self._stack, self.paths)
+        child = processes.spawn(argv, os.environ, log_file, cwd=self.paths.state_dir, label="kafka.Kafka")
+        self._child = child
+        processes.write_pid(self.paths.pid_file(BROKER), child.pid)
+        address = broker_address(self._stack)
+        log.info("started %s (pid %d) on %s, log %s", TITLE, child.pid, address, log_file)
 
-        deadline = time.monotonic() + self._stack.start_timeout_s
-        if spec.name == OBJECT_STORE:
-            probe = lambda left: health.answers_http(spec.host, spec.port, left)  # noqa: E731
-            what = "answer HTTP"
-        else:
-            probe = health.KafkaMetadataProbe(spec.host, spec.port)
-            what = "answer a Kafka metadata request"
         started_at = time.monotonic()
+        probe = health.KafkaMetadataProbe(self._stack.broker.host, self._stack.broker.port)
         try:
-            healthy = health.wait_until(probe, deadline, lambda: child.poll() is None)
+            healthy = health.wait_until(probe, started_at + self._stack.start_timeout_s, lambda: child.poll() is None)
         except health.ServiceExited:
-            self._stop(spec.name)
+            self._stop_broker()
             raise StackError(
-                f"{spec.title} exited with code {child.returncode} while starting on {spec.address}. "
+                f"{TITLE} exited with code {child.returncode} while starting on {address}. "
                 f"Last lines of {log_file}:\n{_indent(processes.log_tail(log_file, log_offset))}"
             ) from None
         finally:
-            if isinstance(probe, health.KafkaMetadataProbe):
-                probe.close()
+            probe.close()
         if not healthy:
-            self._stop(spec.name)
+            self._stop_broker()
             raise StackError(
-                f"{spec.title} did not {what} on {spec.address} within {self._stack.start_timeout_s:g} s "
-                f"(stack.start_timeout_s) and was stopped. Last lines of {log_file}:\n"
-                f"{_indent(processes.log_tail(log_file, log_offset))}"
+                f"{TITLE} did not answer a Kafka metadata request on {address} within "
+                f"{self._stack.start_timeout_s:g} s (stack.start_timeout_s) and was stopped. "
+                f"Last lines of {log_file}:\n{_indent(processes.log_tail(log_file, log_offset))}"
             )
-        log.info("%s is healthy after %.2f s", spec.title, time.monotonic() - started_at)
+        log.info("%s is healthy after %.2f s", TITLE, time.monotonic() - started_at)
+        try:
+            ensure_topic(self._config.kafka, self._config.kafka.events_topic)
+        except BaseException:
+            self._stop_broker()
+            raise
 
-    def _stop(self, name: str) -> bool:
-        """Stop the service behind ``name``'s pid file if it is ours; always remove the pid file."""
-        pid_file = self.paths.pid_file(name)
+    def _stop_broker(self) -> bool:
+        """Stop the broker behind the pid file if it is ours; always remove the pid file."""
+        pid_file = self.paths.pid_file(BROKER)
         pid = processes.read_pid(pid_file)
         if pid is None:
             processes.remove_pid_file(pid_file)
             return False
-        binary = BINARY_NAMES[name]
-        stopped = processes.stop_process(pid, binary, self._stack.stop_timeout_s)
+        stopped = processes.stop_process(pid, self._is_broker, self._stack.stop_timeout_s)
         if stopped:
-            log.info("stopped %s (pid %d)", TITLES[name], pid)
+            log.info("stopped %s (pid %d)", TITLE, pid)
         elif processes.is_alive(pid):
             log.warning(
-                "pid file %s names pid %d, which is not a %s process (%s); leaving it alone",
-                pid_file, pid, binary, " ".join(processes.process_cmdline(pid) or ["?"]),
+                "pid file %s names pid %d, which is not this stack's broker (%s); leaving it alone",
+                pid_file, pid, " ".join(processes.process_cmdline(pid) or ["?"])[:300],
             )
-        child = self._children.pop(name, None)
-        if child is not None and child.pid == pid:
-            child.poll()
+        self._reap(pid)
         processes.remove_pid_file(pid_file)
         return stopped
 
-    def _status(self, name: str) -> ServiceStatus:
-        pid = processes.owned_pid(self.paths.pid_file(name), BINARY_NAMES[name])
-        if name == OBJECT_STORE:
-            address = f"{self._stack.object_store.host}:{self._stack.object_store.port}"
-            data_dir: Path | None = self.paths.object_store_root
-        else:
-            address = self._broker_address()
-            data_dir = broker_data_dir(self._stack, self.paths)
-        return ServiceStatus(
-            name=name,
-            title=TITLES[name],
-            running=pid is not None,
-            pid=pid,
-            address=address,
-            data_dir=data_dir,
-            log_file=self.paths.log_file(name),
-            pid_file=self.paths.pid_file(name),
-        )
+    def _reap(self, pid: int) -> None:
+        if self._child is not None and self._child.pid == pid:
+            self._child.poll()
+            self._child = None
 
-    def _ensure_events_topic(self) -> None:
-        ensure_topic(self._config.kafka, self._config.kafka.events_topic)
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _indent(text: str) -> str:

