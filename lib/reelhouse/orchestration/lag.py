@@ -1,16 +1,15 @@
 """How far a streaming query is behind its Kafka topic: end offsets minus what it committed.
 
 A Spark checkpoint keeps, per micro-batch ``N``, the offsets the batch reads up to in
-``offsets/N`` (a version line, a line of batch metadata, then one JSON line per source: for the
-Kafka sources ``{"topic": {"partition": next offset}}``) and, once the batch's output is committed,
-an empty marker ``commits/N``. What the query has committed is therefore ``offsets/N`` of the
+``offsets/N`` (a version line, a line of batch metadata, then one JSON line per source: Spark's
+``kafka`` source writes ``{"topic": {"partition": next offset}}``) and, once the batch's output is
+committed, a marker ``commits/N``. What the query has committed is therefore ``offsets/N`` of the
 highest ``N`` in ``commits/``. A batch planned but not committed yet counts as not read.
 
-The lag of a partition is its end offset minus that position; a partition the query has not
-seen yet counts from its first offset still kept. The end is the one the Kafka source itself
-would read to: the local broker reports a partition's end up to one producer batch short until
-more data arrives (docs/streaming.md), so the source's tail probe reads past the reported end to
-find the real one (a few hundred milliseconds per check).
+The lag of a partition is its end offset (the broker's high watermark: the offset the next
+message will get) minus that position; a partition the query has not seen yet counts from its
+first offset still kept. The offsets come from kafka-python, which the Airflow workers import
+more cheaply than librdkafka (see :func:`reelhouse.kafka.kafka_python_consumer`).
 """
 
 from __future__ import annotations
@@ -115,6 +114,8 @@ def stream_lag(
     for partition, end in high.items():
         first = low.get(partition, 0)
         read_to = first if position is None else max(position.get(partition, first), first)
+        # A position past the end (a topic deleted and created again under the same name) is not
+        # lag: the stream reports that itself, as data loss, when it next reads the partition.
         lags[partition] = max(0, end - read_to)
     return StreamLag(stream, topic, dict(sorted(lags.items(), key=lambda kv: int(kv[0]))), position, dict(high))
 
@@ -123,42 +124,27 @@ def kafka_watermarks(
     config: ReelhouseConfig, topic: str, timeout_s: float = 10.0
 ) -> tuple[dict[str, int], dict[str, int]]:
     """First and end offsets of every partition of ``topic``, as the broker reports them."""
-    from confluent_kafka import KafkaException, TopicPartition
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
 
-    from reelhouse.kafka.clients import client_options, consumer
+    from reelhouse.kafka.clients import kafka_python_consumer
 
-    client = consumer(client_options(config.kafka))
+    client = kafka_python_consumer(config.kafka)
     try:
-        metadata = client.list_topics(topic, timeout=timeout_s)
-        described = metadata.topics.get(topic)
-        if described is None or described.error is not None or not described.partitions:
+        partitions = client.partitions_for_topic(topic)
+        if not partitions:
             raise KafkaSourceError(f"topic {topic} does not exist on {config.kafka.bootstrap_servers}")
-        low, high = {}, {}
-        for partition in sorted(described.partitions):
-            tp = TopicPartition(topic, partition)
-            low[str(partition)], high[str(partition)] = client.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
-        return low, high
-    except KafkaException as e:
+        assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        timeout_ms = int(timeout_s * 1000)
+        first = client.beginning_offsets(assigned, timeout_ms=timeout_ms)
+        end = client.end_offsets(assigned, timeout_ms=timeout_ms)
+    except KafkaError as e:
         raise StackError(f"cannot read the offsets of {topic} at {config.kafka.bootstrap_servers}: {e}") from e
     finally:
         client.close()
-
-
-def probed_end_offsets(
-    config: ReelhouseConfig, stream: str, low: dict[str, int], reported: dict[str, int]
-) -> dict[str, int]:
-    """The real end of each partition, past what the broker reports, as the stream's source finds it."""
-    from reelhouse.streaming.ingest import kafka_options
-    from reelhouse.streaming.kafka_source import KafkaStreamReader
-
-    topic = config.kafka.events_topic.name
-    reader = KafkaStreamReader(kafka_options(config, stream_settings(config, stream)))
-    try:
-        # The source's own probe (the same one every micro-batch runs), so lag and reads agree.
-        ends, _ = reader.probe_tail({topic: low}, {topic: reported})
-    finally:
-        reader.stop()
-    return ends[topic]
+    low = {str(tp.partition): int(first[tp]) for tp in assigned}
+    high = {str(tp.partition): int(end[tp]) for tp in assigned}
+    return low, high
 
 
 def stream_settings(config: ReelhouseConfig, stream: str) -> IngestConfig | SpeedConfig:
@@ -180,17 +166,12 @@ def max_lag_bound(config: ReelhouseConfig, stream: str) -> int:
     return configured if configured is not None else max_lag_default(config, stream)
 
 
-def measure_stream_lag(config: ReelhouseConfig, stream: str, probe_tail: bool = True) -> StreamLag:
-    """The lag of ``stream`` (``ingest_events`` or ``stream_features``) on the events topic now.
-
-    ``probe_tail=False`` takes the broker's reported ends as they are (exact on Apache Kafka).
-    """
+def measure_stream_lag(config: ReelhouseConfig, stream: str) -> StreamLag:
+    """The lag of ``stream`` (``ingest_events`` or ``stream_features``) on the events topic now."""
     settings = stream_settings(config, stream)
     topic = config.kafka.events_topic.name
     committed = committed_offsets(settings.checkpoint_dir)
     low, high = kafka_watermarks(config, topic)
-    if probe_tail:
-        high = probed_end_offsets(config, stream, low, high)
     lag = stream_lag(stream, topic, committed, low, high)
     log.info("%s: %d records behind %s (%s)", stream, lag.total, topic, lag.partitions)
     return lag

@@ -1,5 +1,6 @@
-"""A supervised stream for real: the ingestion job started detached with spark-submit, its lag
-measured from its checkpoint and the session broker, then stopped."""
+"""A supervised stream for real: the ingestion job started detached with spark-submit (with the
+Kafka source and Delta jars), its lag measured from its checkpoint and the session broker with
+kafka-python, then stopped."""
 
 from __future__ import annotations
 
@@ -41,9 +42,6 @@ def test_a_supervised_ingestion_catches_up_and_stops(stream_config):
     assert stop_streams(config, timeout_s=30) == ["ingest_events"]
     assert not is_running(record)
 
-    # The broker reports a partition's end up to one producer batch short until more data
-    # arrives (docs/streaming.md); the tail probe finds the real end.
+    # What arrives after the stream stopped is lag, to the message (the broker's high watermark).
     produce(config, 40, start=300)
     assert measure_stream_lag(config, "ingest_events").total == 40
-    reported_only = measure_stream_lag(config, "ingest_events", probe_tail=False)
-    assert reported_only.total <= 40
