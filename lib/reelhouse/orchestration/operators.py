@@ -5,6 +5,8 @@ arguments are ``--config <file>`` (the Variable / environment / default choice o
 :mod:`reelhouse.orchestration.settings`). Before submitting, it loads that config and passes its
 ``spark.conf`` as ``--conf``: settings such as the driver's memory must be known before the
 driver's JVM starts, which is too late for the job's own session builder under spark-submit.
+The Kafka source and Delta jars go in the same way, as ``--jars`` or ``--packages`` (the
+config's ``spark.jars``), chosen by :func:`reelhouse.jvm.spark_submit_args`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def execute(self, context: Any) -> None:
         from reelhouse.config import load_config
+        from reelhouse.jvm import spark_submit_args
 
         args = list(self.application_args or [])
         config = load_config(args[args.index("--config") + 1])
         self.conf = {**config.spark.conf, **(self.conf or {})}
+        option, value = spark_submit_args(config.spark.jars)
+        if option == "--jars":
+            self.jars = ",".join(filter(None, [value, self.jars]))
+        else:
+            self.packages = ",".join(filter(None, [value, self.packages]))
         return super().execute(context)

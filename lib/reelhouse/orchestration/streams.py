@@ -171,11 +171,15 @@ def log_file(config: ReelhouseConfig, stream: str) -> Path:
 
 
 def stream_command(config: ReelhouseConfig, stream: str, config_path: str, master: str) -> list[str]:
-    """``spark-submit`` of the stream's job, with the config's Spark settings (driver memory ...)."""
+    """``spark-submit`` of the stream's job, with the Kafka source and Delta jars (``spark.jars``)
+    and the config's Spark settings (driver memory ...)."""
+    from reelhouse.jvm import spark_submit_args
+
     stream_settings(config, stream)  # an unknown stream is an error here, not a missing job file
     conf = [item for key, value in config.spark.conf.items() for item in ("--conf", f"{key}={value}")]
     return [
-        venv_bin("spark-submit"), "--master", master, "--name", f"reelhouse-{stream}", *conf,
+        venv_bin("spark-submit"), "--master", master, "--name", f"reelhouse-{stream}",
+        *spark_submit_args(config.spark.jars), *conf,
         str(job_path(stream)), "--config", config_path,
     ]  # fmt: skip
 

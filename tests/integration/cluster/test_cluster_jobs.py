@@ -20,15 +20,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pyspark.sql import SparkSession
 
 from reelhouse.config import ReelhouseConfig, TopicConfig
 from reelhouse.events.contract import encode_event
 from reelhouse.features.gold import feature_table
+from reelhouse.jvm import spark_submit_args
 from reelhouse.kafka import ensure_topic
 from reelhouse.lake import Lake
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
@@ -44,10 +46,6 @@ PROJECT_DIR = Path(__file__).resolve().parents[3]
 LOCAL_MASTER = "local[2]"
 
 
-def _no_lake_inputs(config: ReelhouseConfig) -> None:
-    """For jobs whose inputs live outside the lake (a topic)."""
-
-
 @dataclass(frozen=True)
 class ClusterJob:
     """A job as both runs submit it, and what it must write."""
@@ -58,8 +56,9 @@ class ClusterJob:
     #: table -> (rows it must hold, columns that order them). The counts keep an empty
     #: comparison from passing.
     tables: Mapping[str, tuple[int, tuple[str, ...]]]
-    #: Writes one run's lake inputs into ``config.lake``; called once per run.
-    prepare_lake: Callable[[ReelhouseConfig], None] = field(default=_no_lake_inputs)
+    #: Writes one run's lake inputs into ``config.lake`` with the test session; called once per run.
+    #: None for jobs whose inputs live outside the lake (a topic).
+    prepare_lake: Callable[[SparkSession, ReelhouseConfig], None] | None = None
 
 
 def ingest_events_job(config: ReelhouseConfig) -> ClusterJob:
@@ -117,11 +116,11 @@ def build_training_set_job(config: ReelhouseConfig) -> ClusterJob:
                 for topic in topics
             ]
 
-    def prepare_lake(run: ReelhouseConfig) -> None:
+    def prepare_lake(spark: SparkSession, run: ReelhouseConfig) -> None:
         lake = Lake(run.lake)
         for entity, rows in gold_rows.items():
-            add(lake, feature_table(entity), rows)
-        add(lake, SILVER_EVENTS, silver)
+            add(spark, lake, feature_table(entity), rows)
+        add(spark, lake, SILVER_EVENTS, silver)
 
     return ClusterJob(
         app_name="build_training_set",
@@ -163,7 +162,8 @@ def run_config(shared: ReelhouseConfig, run_dir: Path) -> ReelhouseConfig:
 
 
 def submit(job: ClusterJob, config: ReelhouseConfig, master: str, run_dir: Path) -> subprocess.Popen[bytes]:
-    """Start ``spark-submit --master <master> <job> --config <this run's YAML>``, as a user runs it."""
+    """Start ``spark-submit --master <master> --jars <Kafka source, Delta> <job> --config <this run's YAML>``,
+    as a user runs it (the jars as ``python -m reelhouse.jvm submit-args`` gives them)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = write_config(config, run_dir / "config.yaml")
     env = {
@@ -175,7 +175,7 @@ def submit(job: ClusterJob, config: ReelhouseConfig, master: str, run_dir: Path)
     }
     command = [
         str(Path(sys.executable).parent / "spark-submit"), "--master", master,
-        job.script, "--config", str(config_file), *job.args,
+        *spark_submit_args(config.spark.jars), job.script, "--config", str(config_file), *job.args,
     ]
     with (run_dir / "spark-submit.log").open("wb") as out:
         # Own process group, so a failed test can stop the driver with its JVM and Python workers.
@@ -226,15 +226,17 @@ def test_the_cluster_has_its_workers_registered_and_a_second_up_keeps_it(cluster
 
 @pytest.mark.parametrize("job_name", sorted(JOBS))
 def test_a_job_writes_the_same_tables_on_the_cluster_as_in_local_mode(
-    job_name: str, cluster_stack: LocalStack, tmp_path: Path
+    job_name: str, cluster_stack: LocalStack, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     shared = shared_config(cluster_stack, job_name)
     job = JOBS[job_name](shared)
     spark_cluster = cluster_stack.spark_cluster
     run_dirs = {spark_cluster.master_url: tmp_path / "cluster", LOCAL_MASTER: tmp_path / "local"}
     configs = {master: run_config(shared, run_dir) for master, run_dir in run_dirs.items()}
-    for config in configs.values():
-        job.prepare_lake(config)
+    if job.prepare_lake is not None:
+        spark = request.getfixturevalue("spark")  # only for the jobs whose inputs are tables
+        for config in configs.values():
+            job.prepare_lake(spark, config)
 
     run_both(job, configs, run_dirs)
 

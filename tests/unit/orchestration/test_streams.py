@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from reelhouse import jvm
 from reelhouse.config import load_config
 from reelhouse.errors import ReelhouseError
 from reelhouse.orchestration.settings import project_dir
@@ -103,13 +104,27 @@ def test_an_unreadable_pid_file_means_not_running(config):
     assert supervise_stream(config, "stream_features", "c.yaml", "local[2]", command=SLEEPER).action == "started"
 
 
-def test_the_stream_command_is_spark_submit_of_its_job_with_the_config_spark_settings(config):
+def test_the_stream_command_is_spark_submit_of_its_job_with_the_jars_and_the_config_spark_settings(
+    config, monkeypatch
+):
+    # Stand-in jars, so the test does not depend on `make install` having resolved the real ones.
+    jars = [config.data_dir / "spark-sql-kafka.jar", config.data_dir / "delta-spark.jar"]
+    monkeypatch.setattr(jvm, "spark_jars", lambda: jars)
     command = stream_command(config, "stream_features", "/etc/reelhouse.yaml", "spark://h:7077")
 
     assert command[0].endswith("spark-submit")
     assert command[1:5] == ["--master", "spark://h:7077", "--name", "reelhouse-stream_features"]
-    assert ["--conf", "spark.driver.memory=3g"] == command[5:7]  # conf/local.yaml's driver memory
-    assert command[7:] == [str(project_dir() / "jobs" / "stream_features.py"), "--config", "/etc/reelhouse.yaml"]
+    assert command[5:7] == ["--jars", ",".join(str(j) for j in jars)]
+    assert ["--conf", "spark.driver.memory=3g"] == command[7:9]  # conf/local.yaml's driver memory
+    assert command[9:] == [str(project_dir() / "jobs" / "stream_features.py"), "--config", "/etc/reelhouse.yaml"]
+
+
+def test_with_spark_jars_packages_spark_resolves_the_same_coordinates(config):
+    packages = config.model_copy(update={"spark": config.spark.model_copy(update={"jars": "packages"})})
+    command = stream_command(packages, "ingest_events", "/etc/reelhouse.yaml", "local[2]")
+
+    assert command[5:7] == ["--packages", ",".join(jvm.spark_packages())]
+    assert "--jars" not in command
 
 
 def test_an_unknown_stream_is_an_error(config):
