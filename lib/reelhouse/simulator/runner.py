@@ -137,7 +137,6 @@ def _produce(
     except KafkaException as e:
         raise SimulationError(f"cannot create a Kafka producer: {e}; check kafka.client and kafka.producer") from e
     poll, topic = kafka.poll, options.topic
-    owned = _owned_partitions(kafka, topic, process_index, options.processes)
     result = _WorkerResult()
     quota = _quota(options, process_index)
     rate = options.rate / options.processes
@@ -152,7 +151,7 @@ def _produce(
             block_size, now_ms=int(time.time() * 1000), max_events=int(min(quota - result.produced, 2**62))
         )
         try:
-            _produce_block(kafka, topic, block, owned, options.processes)
+            _produce_block(kafka, topic, block)
         except KafkaException as e:
             raise SimulationError(f"could not produce to {topic}: {e}") from e
         poll(0)
@@ -180,74 +179,31 @@ def _produce(
     return result
 
 
-def _owned_partitions(kafka: Producer, topic: str, process_index: int, processes: int) -> np.ndarray | None:
-    """The partitions process ``process_index`` writes to, or None for the key's default partition.
-
-    With several processes each owns the partitions congruent to its index, so no two producer
-    connections ever write to the same partition. The local broker (Tansu 0.6 on rclone's S3
-    server) can acknowledge and then lose batches that two connections append concurrently to one
-    partition (see docs/streaming.md); one writer per partition avoids that. A user belongs to
-    one process, so each user's events still stay in one partition, in order.
-    """
-    if processes == 1:
-        return None
-    try:
-        metadata = kafka.list_topics(topic, timeout=10)
-    except KafkaException as e:
-        raise SimulationError(f"cannot read the partitions of {topic}: {e}") from e
-    count = len(metadata.topics[topic].partitions)
-    if count < processes:
-        raise SimulationError(
-            f"{processes} producer processes need at least as many partitions, {topic} has {count}: "
-            "use fewer processes (each process owns its partitions)"
-        )
-    return np.arange(process_index, count, processes, dtype=np.int64)
-
-
-def _produce_block(
-    kafka: Producer, topic: str, block: EventBlock, owned: np.ndarray | None = None, processes: int = 1
-) -> None:
+def _produce_block(kafka: Producer, topic: str, block: EventBlock) -> None:
     """Hand every message of ``block`` to librdkafka, in order, waiting when its queue is full.
 
-    ``owned`` (see :func:`_owned_partitions`) pins each user's events to one of the process's
-    partitions; None leaves the partition to the key.
+    The key (the user id) picks the partition, so a user's events stay in one partition, in order,
+    whichever process produced them; several processes may write to the same partition at once.
     """
     produce = kafka.produce
     data, offsets, keys = block.data, block.offsets, block.keys
     start = 0
-    if owned is None:
-        for stop in [*sorted(block.replacements), len(keys)]:
-            # The hot loop: valid messages are sliced out of the block's buffer one at a time.
-            for a, b, key in zip(offsets[start:stop], offsets[start + 1 : stop + 1], keys[start:stop]):
-                try:
-                    produce(topic, data[a:b], key)
-                except BufferError:
-                    _produce_when_queue_has_room(kafka, topic, data[a:b], key)
-            if stop < len(keys):
-                _produce_when_queue_has_room(kafka, topic, block.replacements[stop], keys[stop])
-            start = stop + 1
-        return
-    partitions = owned[(block.user // processes) % len(owned)].tolist()
     for stop in [*sorted(block.replacements), len(keys)]:
-        for a, b, key, partition in zip(
-            offsets[start:stop], offsets[start + 1 : stop + 1], keys[start:stop], partitions[start:stop]
-        ):
+        # The hot loop: valid messages are sliced out of the block's buffer one at a time.
+        for a, b, key in zip(offsets[start:stop], offsets[start + 1 : stop + 1], keys[start:stop]):
             try:
-                produce(topic, data[a:b], key, partition)
+                produce(topic, data[a:b], key)
             except BufferError:
-                _produce_when_queue_has_room(kafka, topic, data[a:b], key, partition)
+                _produce_when_queue_has_room(kafka, topic, data[a:b], key)
         if stop < len(keys):
-            _produce_when_queue_has_room(kafka, topic, block.replacements[stop], keys[stop], partitions[stop])
+            _produce_when_queue_has_room(kafka, topic, block.replacements[stop], keys[stop])
         start = stop + 1
 
 
-def _produce_when_queue_has_room(kafka: Producer, topic: str, value: bytes, key: bytes, partition: int = -1) -> None:
+def _produce_when_queue_has_room(kafka: Producer, topic: str, value: bytes, key: bytes) -> None:
     while True:
         try:
-            if partition < 0:
-                kafka.produce(topic, value, key)
-            else:
-                kafka.produce(topic, value, key, partition)
+            kafka.produce(topic, value, key)
             return
         except BufferError:
             # Serve delivery reports so librdkafka frees room in its queue.

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
@@ -30,18 +28,12 @@ class FakeProducer:
         self.queued: list[tuple[str, bytes, bytes]] = []
         self.delivered: list[tuple[str, bytes, bytes]] = []
         self.buffer_errors = 0
-        self.partitions: list[int] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes, partition: int = -1) -> None:
+    def produce(self, topic: str, value: bytes, key: bytes) -> None:
         if len(self.queued) >= self.queue_size:
             self.buffer_errors += 1
             raise BufferError("queue full")
         self.queued.append((topic, value, key))
-        self.partitions.append(partition)
-
-    def list_topics(self, topic: str, timeout: float = 0) -> SimpleNamespace:
-        partitions = dict.fromkeys(range(self.settings.get("test.partitions", 4)))
-        return SimpleNamespace(topics={topic: SimpleNamespace(partitions=partitions)})
 
     def poll(self, timeout: float = 0) -> int:
         if not self.queued:
@@ -135,26 +127,3 @@ def test_same_seed_and_start_produce_the_same_messages(config, fake) -> None:
     run_simulation(config, options(config, write_catalogue=False))
     run_simulation(config, options(config, write_catalogue=False))
     assert made[0].delivered == made[1].delivered
-
-
-def test_each_process_writes_only_its_own_partitions(config, fake) -> None:
-    """Two connections never append to one partition, and a user's events stay in one partition."""
-    made, _ = fake
-    opts = options(config, processes=2, events=4_000)
-    partitions_of_user: dict[bytes, set[int]] = defaultdict(set)
-    used = []
-    for index in range(2):
-        runner._produce(config, opts, index, START_MS, 10.0, lambda produced: None)
-        producer = made[-1]
-        used.append(set(producer.partitions))
-        for (_, _, key), partition in zip(producer.delivered, producer.partitions):
-            partitions_of_user[key].add(partition)
-    assert used == [{0, 2}, {1, 3}]
-    assert all(len(p) == 1 for p in partitions_of_user.values())
-
-
-def test_more_processes_than_partitions_is_refused(config, fake, monkeypatch: pytest.MonkeyPatch) -> None:
-    one_partition = runner.producer
-    monkeypatch.setattr(runner, "producer", lambda kafka, **o: one_partition(kafka, **o, **{"test.partitions": 1}))
-    with pytest.raises(SimulationError, match="at least as many partitions"):
-        runner._produce(config, options(config, processes=2, events=100), 0, START_MS, 10.0, lambda produced: None)
