@@ -1,8 +1,9 @@
 """Benchmark: how many simulated events per second the simulator gets into the local broker.
 
 Produces >= 3 million events as fast as possible into a fresh topic (explicit partitions),
-starting the local stack first if no broker answers (and stopping it afterwards). Prints a
-JSON object as its last line: {"benchmark": "simulate", "events": N, "events_per_s": X, ...}.
+starting the local stack (one Apache Kafka broker) first if no broker answers, and stopping it
+afterwards. Every process writes to every partition (the key picks it), acks=all as configured.
+Prints a JSON object as its last line: {"benchmark": "simulate", "events": N, "events_per_s": X, ...}.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def _broker_reachable(config) -> bool:
         return True
     except KafkaException:
         return False
+
+
+def _broker_description(config, stack) -> str:  # noqa: ANN001 - a ReelhouseConfig and a LocalStack or None
+    if stack is None:
+        return f"already running at {config.kafka.bootstrap_servers}"
+    from reelhouse.jvm import pom_properties
+
+    return f"local Apache Kafka {pom_properties()['kafka.version']} (KRaft, one node, heap {config.stack.broker.heap})"
 
 
 def main() -> int:
@@ -75,7 +84,9 @@ def main() -> int:
                 "malformed": sum(report.malformed.values()),
                 "elapsed_s": report.elapsed_s,
                 "total_s": report.total_s,
-                "broker_storage": config.stack.broker.storage if stack is not None else "already running",
+                "broker": _broker_description(config, stack),
+                "producer_acks": config.kafka.producer.get("acks", "librdkafka default"),
+                "compression": config.kafka.producer.get("compression.type", "none"),
             }
         )
     )
