@@ -20,6 +20,7 @@ from confluent_kafka import TopicPartition
 
 from reelhouse.config import TopicConfig, load_config
 from reelhouse.jobs import configure_logging
+from reelhouse.jvm import pom_properties
 from reelhouse.kafka import ensure_topic
 from reelhouse.kafka.clients import client_options, consumer, delete_topic
 from reelhouse.lake import Lake
@@ -78,6 +79,8 @@ def main() -> int:
     if started_stack:
         stack.up()
     spark = None
+    report: dict = {}
+    bronze_rows = quarantine_rows = -1
     try:
         ensure_topic(config.kafka, topic)
         sim_parser = argparse.ArgumentParser()
@@ -95,11 +98,15 @@ def main() -> int:
         spark = spark_session(config, "bench-ingest")
         result = run_ingestion(spark, config, trigger="available_now")
         lake = Lake(config.lake)
-        bronze_rows = lake.to_arrow(BRONZE_EVENTS.name, columns=["event_id"]).num_rows
-        quarantine_rows = lake.to_arrow(QUARANTINE_EVENTS.name, columns=["reason"]).num_rows
+        bronze_rows = lake.read(spark, BRONZE_EVENTS.name).count()
+        quarantine_rows = lake.read(spark, QUARANTINE_EVENTS.name).count()
         rate = produced.events / result.elapsed_s
+        versions = pom_properties()
         report = {
             "benchmark": "ingest",
+            "broker": (f"Apache Kafka {versions['kafka.version']} (local, KRaft)" if config.stack.enabled
+                       else f"Kafka at {config.kafka.bootstrap_servers}"),
+            "delta_writer": f"delta-spark {versions['delta.version']} on Spark {versions['spark.version']}",
             "events": produced.events,
             "events_per_s": round(rate),
             "producer_events_per_s": round(produced.events_per_s),

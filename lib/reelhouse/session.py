@@ -32,6 +32,8 @@ def spark_session(config: ReelhouseConfig, job_name: str) -> SparkSession:
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
     )
+    # Delta replays its log with this many tasks (default 50): a few suit the lake's small logs.
+    builder = builder.config("spark.databricks.delta.snapshotPartitions", str(max(2, config.spark.shuffle_partitions)))
     for key, value in DELTA_SESSION_CONF.items():
         builder = builder.config(key, value)
     if not _under_spark_submit():

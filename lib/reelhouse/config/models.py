@@ -196,22 +196,36 @@ class MaintenanceConfig(_Model):
     retry_backoff_s: float = Field(1.0, ge=0, description="Wait before the first retry; doubles with each retry.")
 
 
-class IngestConfig(_Model):
-    query_name: str = Field("ingest_events", description="Stream name; also the Delta app-transaction id.")
-    checkpoint_dir: str = Field(".reelhouse/checkpoints/ingest_events", description="Spark checkpoint location.")
+class KafkaStreamConfig(_Model):
+    """What every Spark stream reading the events topic with Spark's `kafka` source shares."""
+
+    query_name: str = Field(description="Stream name; also the Delta app-transaction id.")
+    checkpoint_dir: str = Field(description="Spark checkpoint location (offsets, commits, state).")
     trigger: Literal["available_now", "processing_time"] = Field(
         "processing_time", description="`available_now` drains the topic and stops; `processing_time` runs forever."
     )
     processing_time: str = Field("5 seconds", description="Micro-batch interval of the `processing_time` trigger.")
     starting_offsets: str = Field(
-        "earliest", description="`earliest`, `latest`, or per-partition JSON such as {\"topic\": {\"0\": 42}}."
+        "earliest",
+        description="Where a new checkpoint starts: `earliest`, `latest`, or per-partition JSON such as "
+        "{\"topic\": {\"0\": 42}} (Spark's `startingOffsets`); a checkpoint keeps its own afterwards.",
     )
     max_offsets_per_trigger: int | None = Field(
-        2_000_000, ge=1, description="Upper bound on records per micro-batch (None: no bound)."
+        2_000_000, ge=1, description="Upper bound on records per micro-batch (`maxOffsetsPerTrigger`; None: no bound)."
     )
     min_partitions: int = Field(
-        2, ge=1, description="Split offset ranges so a micro-batch has at least this many Spark tasks."
+        2, ge=1, description="Split offset ranges so a micro-batch has at least this many Spark tasks (`minPartitions`)."
     )
+    fail_on_data_loss: bool = Field(
+        True,
+        description="Stop with an error when offsets the stream has not read were deleted (retention) or a "
+        "partition went away (`failOnDataLoss`). False skips them silently: only for a stream that may lose data.",
+    )
+
+
+class IngestConfig(KafkaStreamConfig):
+    query_name: str = Field("ingest_events", description="Stream name; also the Delta app-transaction id.")
+    checkpoint_dir: str = Field(".reelhouse/checkpoints/ingest_events", description="Spark checkpoint location.")
     max_payload_bytes: int = Field(16_384, ge=256, description="Larger messages are quarantined as oversized.")
     max_clock_skew_s: int = Field(
         86_400, ge=0, description="Events stamped further than this in the future of their Kafka timestamp are rejected."
@@ -221,22 +235,17 @@ class IngestConfig(_Model):
     )
 
 
-class SpeedConfig(_Model):
+class SpeedConfig(KafkaStreamConfig):
     """The speed layer: Kafka -> hourly feature tiles (Spark state) -> online store + real-time Delta."""
 
     query_name: str = Field("stream_features", description="Stream name; also the Delta app-transaction id.")
     checkpoint_dir: str = Field(".reelhouse/checkpoints/stream_features", description="Spark checkpoint location.")
-    trigger: Literal["available_now", "processing_time"] = Field(
-        "processing_time", description="`available_now` drains the topic and stops; `processing_time` runs forever."
-    )
     processing_time: str = Field(
         "0 seconds", description="Micro-batch interval; `0 seconds` starts the next batch as soon as one ends."
     )
-    starting_offsets: str = Field("earliest", description="Where a new checkpoint starts reading the topic.")
     max_offsets_per_trigger: int | None = Field(
         500_000, ge=1, description="Upper bound on records per micro-batch, so a backlog drains in steady steps."
     )
-    min_partitions: int = Field(2, ge=1, description="Spark tasks per micro-batch at least.")
     watermark_s: int = Field(
         600,
         ge=0,
@@ -247,9 +256,6 @@ class SpeedConfig(_Model):
         30.0, gt=0, description="How often executors check dim_videos for a new version (topics, upload times)."
     )
     write_delta: bool = Field(True, description="Append every micro-batch's feature rows to the real-time Delta tables.")
-    tail_probe_ms: int = Field(
-        2_000, ge=0, description="Longest wait for the broker's reported last record per micro-batch (freshness bound)."
-    )
     state_partitions: int = Field(
         2, ge=1, description="Shuffle partitions of the stateful operators; fixed when the checkpoint is created."
     )

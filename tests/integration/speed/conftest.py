@@ -42,7 +42,7 @@ def fresh_speed_config(stack_config: ReelhouseConfig, root: Path, topic: TopicCo
     return config
 
 
-def write_videos(config: ReelhouseConfig, videos: dict[str, tuple[str, dt.datetime]]) -> None:
+def write_videos(spark, config: ReelhouseConfig, videos: dict[str, tuple[str, dt.datetime]]) -> None:
     """dim_videos rows: video_id -> (topic, upload time)."""
     lake = Lake(config.lake)
     rows = pa.Table.from_pylist(
@@ -53,4 +53,4 @@ def write_videos(config: ReelhouseConfig, videos: dict[str, tuple[str, dt.dateti
         ],
         schema=DIM_VIDEOS.schema,
     )
-    lake.commit(DIM_VIDEOS, lake.file_writer(DIM_VIDEOS).write(rows))
+    lake.write_arrow(spark, rows, DIM_VIDEOS)

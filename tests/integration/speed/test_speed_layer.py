@@ -109,7 +109,7 @@ def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_
     config = config.model_copy(update={"speed": config.speed.model_copy(update={"watermark_s": 40 * 86_400})})
     now = dt.datetime.now(dt.UTC)
     events, videos = generate(rng, now, 400)
-    write_videos(config, videos)
+    write_videos(spark, config, videos)
     produce(config, [(e["user_id"].encode(), orjson.dumps(e)) for e in events])
     messages = read_topic(config, expected=len(events))
     assert len(messages) == len(events)
@@ -161,7 +161,7 @@ def test_awkward_input_has_its_documented_outcome(spark, speed_config):
     """Skewed clocks are clamped, disorder within the watermark counts, later events wait for
     the batch layer, unknown videos count without a topic, malformed records are skipped."""
     config = speed_config.model_copy(update={"speed": speed_config.speed.model_copy(update={"watermark_s": 600})})
-    write_videos(config, {"vk": ("dance", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))})
+    write_videos(spark, config, {"vk": ("dance", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))})
     now = dt.datetime.now(dt.UTC)
     produce(config, [
         impression("a1", "vk", now),

@@ -8,12 +8,13 @@ from collections import Counter
 
 import pytest
 
+from reelhouse.errors import StreamError
 from reelhouse.events.contract import encode_event
 from reelhouse.lake import Lake
 from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.streaming.ingest import run_ingestion
 
-from .conftest import produce, valid_event
+from .conftest import produce, read_topic, valid_event
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +156,7 @@ def test_the_same_micro_batch_handed_over_twice_lands_once(spark, ingest_config)
 
 def test_a_recreated_topic_stops_the_stream_with_a_clear_error(spark, ingest_config):
     # The checkpoint says 300 records were read; the recreated topic holds 40. Reading on from
-    # offset 300 would silently skip all of them, so the source refuses.
+    # offset 300 would silently skip all of them, so failOnDataLoss stops the query.
     from reelhouse.kafka import ensure_topic
     from reelhouse.kafka.clients import delete_topic
 
@@ -169,5 +170,37 @@ def test_a_recreated_topic_stops_the_stream_with_a_clear_error(spark, ingest_con
     second = [valid_event(i, now_ms, prefix="new") for i in range(40)]
     produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in second])
 
-    with pytest.raises(Exception, match="deleted and recreated"):
-        run_ingestion(spark, ingest_config, trigger="processing_time")
+    with pytest.raises(StreamError, match="no longer has offsets it had not read"):
+        run_ingestion(spark, ingest_config, trigger="available_now")
+
+
+def test_offsets_deleted_before_the_job_read_them_stop_it_with_a_data_loss_error(spark, ingest_config):
+    # DeleteRecords moves each partition's log start offset forward exactly as retention does
+    # when it deletes old segments; the records between the checkpoint and the new start are gone.
+    from confluent_kafka import TopicPartition
+
+    from reelhouse.kafka import admin_client
+
+    topic = ingest_config.kafka.events_topic
+    now_ms = int(time.time() * 1000)
+    read = [valid_event(i, now_ms, prefix="read") for i in range(200)]
+    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in read])
+    first = run_ingestion(spark, ingest_config, trigger="available_now")
+    unread = [valid_event(i, now_ms, prefix="unread") for i in range(400)]
+    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in unread])
+    ends: dict[int, int] = {}
+    for m in read_topic(ingest_config, expected=600):
+        ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset())
+    futures = admin_client(ingest_config.kafka).delete_records(
+        [TopicPartition(topic.name, p, end) for p, end in ends.items()]  # keep only each partition's last record
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+    with pytest.raises(StreamError, match="deleted by retention") as caught:
+        run_ingestion(spark, ingest_config, trigger="available_now")
+
+    assert ingest_config.ingest.checkpoint_dir in str(caught.value)
+    # Nothing was skipped silently: bronze still holds exactly what the first run wrote.
+    lake = Lake(ingest_config.lake)
+    assert lake.to_arrow(BRONZE_EVENTS.name).num_rows == first.bronze_rows == 200
