@@ -98,7 +98,7 @@ def test_starting_offsets_json_skips_what_it_names(spark, ingest_config):
     events = [valid_event(i, now_ms, prefix="so") for i in range(400)]
     produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in events])
     topic = ingest_config.kafka.events_topic.name
-    starting = json.dumps({topic: {"0": 10, "1": -2}})
+    starting = json.dumps({topic: {"0": 10, "1": -2, "2": -2, "3": -2}})  # Spark needs every partition
     config = ingest_config.model_copy(
         update={"ingest": ingest_config.ingest.model_copy(update={"starting_offsets": starting})}
     )
