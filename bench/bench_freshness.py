@@ -159,12 +159,11 @@ def main() -> int:
         sim_parser = argparse.ArgumentParser()
         add_simulation_arguments(sim_parser)
         run_simulation(config, simulation_options_from_args(config, sim_parser.parse_args(["--events", "1000", "--rate", "0"])))
-        refresh_dimensions(Lake(config.lake), config.simulator.catalogue_dir)
-
         from reelhouse.session import spark_session
         from reelhouse.speed.job import SpeedLayerJob
 
         spark = spark_session(config, "bench-freshness")
+        refresh_dimensions(spark, Lake(config.lake), config.simulator.catalogue_dir)
         job = SpeedLayerJob(spark, config)
         query = job.start("processing_time")
         config_file = work / "config.yaml"
