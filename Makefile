@@ -79,22 +79,22 @@ system-deps: ## Install the Debian packages the integration tests use (redis-ser
 demo: install ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop
 	@$(VENV)/bin/reelhouse demo --config $(CONFIG)
 
-test: $(STAMP) system-deps ## Run the whole test suite (unit + integration against real local services)
+test: install system-deps ## Run the whole test suite (unit + integration against real local services)
 	@$(PY) -m pytest tests -q
 
 test-unit: install ## Run only the fast unit tests (no services)
 	@$(PY) -m pytest tests/unit -q
 
-test-integration: $(STAMP) system-deps ## Run only the integration tests
+test-integration: install system-deps ## Run only the integration tests
 	@$(PY) -m pytest tests/integration -q
 
-stack-up: install ## Start the local broker and object store (reelhouse stack up)
+stack-up: install ## Start the local Apache Kafka broker (KRaft, one node) on its data in .reelhouse/stack (reelhouse stack up)
 	@$(VENV)/bin/reelhouse stack up --config $(CONFIG)
 
-stack-down: install ## Stop what stack-up started
+stack-down: install ## Stop what stack-up (or cluster) started; the broker's data and the stream checkpoints stay
 	@$(VENV)/bin/reelhouse stack down --config $(CONFIG)
 
-stack-status: install ## Show what runs where
+stack-status: install ## Show whether the broker (and Spark cluster) runs: pid, address, data, log, config
 	@$(VENV)/bin/reelhouse stack status --config $(CONFIG)
 
 cluster: install ## Start the local stack plus a Spark standalone cluster; prints its spark:// master URL

@@ -6,7 +6,7 @@ better: the stream-lag check inside Airflow workers (:func:`kafka_python_consume
 
 Settings come from ``kafka.client`` (shared: security, SASL, SSL), in librdkafka's names, layered
 with ``kafka.producer`` for producers; :func:`kafka_python_settings` translates them for
-kafka-python. Executors receive plain dicts (configs are not shipped to them).
+kafka-python and :func:`java_client_settings` for Spark's kafka source. Executors receive plain dicts (configs are not shipped to them).
 """
 
 from __future__ import annotations
@@ -95,6 +95,68 @@ def kafka_python_settings(client: Mapping[str, str]) -> dict[str, Any]:
             )
         else:
             log.debug("kafka-python ignores the librdkafka setting kafka.client.%s", key)
+    return settings
+
+
+#: librdkafka setting -> Java client setting (Spark's kafka source), where the two differ only in name.
+JAVA_CLIENT_NAMES = {
+    "client.id": "client.id",
+    "client.rack": "client.rack",
+    "security.protocol": "security.protocol",
+    "sasl.mechanism": "sasl.mechanism",
+    "sasl.mechanisms": "sasl.mechanism",
+    "sasl.kerberos.service.name": "sasl.kerberos.service.name",
+    "ssl.endpoint.identification.algorithm": "ssl.endpoint.identification.algorithm",
+    "ssl.cipher.suites": "ssl.cipher.suites",
+}
+#: SASL mechanism -> the JAAS login module that takes a username and password for it.
+_JAAS_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def java_client_settings(client: Mapping[str, str]) -> dict[str, str]:
+    """``kafka.client`` (librdkafka names) as Java Kafka client settings, for Spark's kafka source.
+
+    The Java client takes a username and password only inside ``sasl.jaas.config``, and a CA
+    bundle as a PEM trust store; both are built here. As for kafka-python, a security setting
+    with no Java equivalent is an error, and librdkafka tuning settings are left out.
+    """
+    settings: dict[str, str] = {}
+    for key, value in client.items():
+        if key in JAVA_CLIENT_NAMES:
+            name = JAVA_CLIENT_NAMES[key]
+            settings[name] = value.upper() if name in ("security.protocol", "sasl.mechanism") else value
+        elif key == "ssl.ca.location":
+            settings["ssl.truststore.type"] = "PEM"
+            settings["ssl.truststore.location"] = value
+        elif key in ("sasl.username", "sasl.password"):
+            continue  # below, as one JAAS entry
+        elif key.startswith(_SECURITY_PREFIXES):
+            raise ConfigError(
+                f"kafka.client.{key} has no Java-client equivalent reelhouse can translate, so the Spark streams "
+                f"cannot connect as the other clients do; supported security settings: "
+                f"{', '.join(sorted({*JAVA_CLIENT_NAMES, 'ssl.ca.location', 'sasl.username', 'sasl.password'}))}"
+            )
+        else:
+            log.debug("Spark's kafka source ignores the librdkafka setting kafka.client.%s", key)
+    if "sasl.username" in client or "sasl.password" in client:
+        mechanism = settings.get("sasl.mechanism", "PLAIN")
+        module = _JAAS_MODULES.get(mechanism)
+        if module is None or not client.get("sasl.username") or "sasl.password" not in client:
+            raise ConfigError(
+                "kafka.client.sasl.username and sasl.password need each other and a sasl.mechanism of "
+                f"{', '.join(_JAAS_MODULES)}; got mechanism {mechanism!r}"
+            )
+
+        def quoted(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        settings["sasl.jaas.config"] = (
+            f"{module} required username={quoted(client['sasl.username'])} password={quoted(client['sasl.password'])};"
+        )
     return settings
 
 

@@ -21,9 +21,11 @@ from typing import Any
 
 from reelhouse.config import IngestConfig, ReelhouseConfig, SpeedConfig
 from reelhouse.errors import KafkaSourceError, ReelhouseError, StackError
-from reelhouse.kafka.offsets import OffsetMap
 
 log = logging.getLogger(__name__)
+
+#: Offsets as Spark's kafka source writes them in a checkpoint's offset log: topic -> partition -> offset.
+OffsetMap = dict[str, dict[str, int]]
 
 DEFAULT_MAX_LAG = 1_000_000  # records, for a stream without max_offsets_per_trigger
 

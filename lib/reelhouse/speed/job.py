@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -166,8 +167,12 @@ class SpeedLayerJob:
         )
 
     def _append(self, rows: dict[str, list[dict[str, Any]]], batch_id: int) -> None:
+        """One commit per entity table, the three at once: each is a small write whose time is
+        mostly the driver's Delta log work, so running them side by side shortens the batch (and
+        with it the wait of the next batch's events) about threefold."""
         txn = AppTransaction(self.app_id, batch_id)
         computed_at = dt.datetime.now(dt.UTC)
+        tables = []
         for entity in ENTITIES:
             spec = realtime_feature_table(entity)
             entity_rows = rows.get(entity, [])
@@ -175,8 +180,11 @@ class SpeedLayerJob:
                 row["feature_hour"] = row["feature_time"].strftime("%Y-%m-%dT%H")
                 row["computed_at"] = computed_at
                 row["batch_id"] = batch_id
-            table = pa.Table.from_pylist(entity_rows, schema=spec.schema)
-            self.lake.write_arrow(self.spark, table, spec, txn=txn)
+            tables.append((pa.Table.from_pylist(entity_rows, schema=spec.schema), spec))
+        with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="speed-delta") as pool:
+            writes = [pool.submit(self.lake.write_arrow, self.spark, table, spec, txn=txn) for table, spec in tables]
+            for write in writes:
+                write.result()  # the first failure fails the batch; the replay skips what committed
 
     def start(self, trigger: str | None = None) -> Any:
         speed = self.config.speed

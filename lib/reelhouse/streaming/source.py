@@ -3,8 +3,9 @@
 Both streams (ingestion and the speed layer) read through :func:`read_events_stream`, so their
 offsets, limits and data-loss policy come from the same :class:`KafkaStreamConfig` fields:
 ``startingOffsets``, ``maxOffsetsPerTrigger``, ``minPartitions`` and ``failOnDataLoss``. Client
-settings in ``kafka.client`` pass through as ``kafka.<name>`` (security.protocol, sasl.*, ssl.*
-carry the same names in librdkafka and the Java client).
+settings in ``kafka.client`` (librdkafka's names, shared with the producers) reach the Java client
+as ``kafka.<name>`` through :func:`reelhouse.kafka.clients.java_client_settings`, which builds the
+``sasl.jaas.config`` and PEM trust store the Java client wants.
 
 A micro-batch is a fixed set of per-partition offset ranges that Spark writes to the
 checkpoint's ``offsets/`` log before reading, so a restarted query re-reads exactly the same
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from reelhouse.config import KafkaStreamConfig, ReelhouseConfig
 from reelhouse.errors import StreamError
+from reelhouse.kafka.clients import java_client_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,7 +43,7 @@ def kafka_options(config: ReelhouseConfig, stream: KafkaStreamConfig) -> dict[st
     }
     if stream.max_offsets_per_trigger is not None:
         options["maxOffsetsPerTrigger"] = str(stream.max_offsets_per_trigger)
-    options.update({f"kafka.{k}": v for k, v in config.kafka.client.items()})
+    options.update({f"kafka.{k}": v for k, v in java_client_settings(config.kafka.client).items()})
     return options
 
 

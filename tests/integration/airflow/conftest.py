@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import yaml
+from pyspark.sql import SparkSession
 
 from reelhouse.config import ReelhouseConfig, TopicConfig, load_config
 from reelhouse.events.records import split_records
@@ -84,7 +85,7 @@ def write_test_config(root: Path) -> Path:
     return path
 
 
-def seed_bronze_day(config: ReelhouseConfig, start: dt.datetime, events: int) -> int:
+def seed_bronze_day(spark: SparkSession, config: ReelhouseConfig, start: dt.datetime, events: int) -> int:
     """About ``events`` simulated events spread over the day from ``start`` into bronze; the catalogue too."""
     sim = config.simulator
     catalogue = Catalogue(
@@ -116,8 +117,7 @@ def seed_bronze_day(config: ReelhouseConfig, start: dt.datetime, events: int) ->
     )
     bronze, _ = split_records(records, validation_limits(config))
     lake = Lake(config.lake)
-    lake.ensure_table(BRONZE_EVENTS)
-    lake.commit(BRONZE_EVENTS, lake.file_writer(BRONZE_EVENTS).write(bronze))
+    lake.write_arrow(spark, bronze, BRONZE_EVENTS)
     catalogue.write(sim.catalogue_dir, start_ms, block.visible_videos)
     return bronze.num_rows
 
@@ -157,7 +157,7 @@ class DailyRun:
 
 
 @pytest.fixture(scope="package")
-def daily_run(tmp_path_factory: pytest.TempPathFactory) -> DailyRun:
+def daily_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> DailyRun:
     """The daily DAG on one simulated day of bronze; its result is checked by the tests that use it."""
     root = tmp_path_factory.mktemp("daily-dag")
     # A run whose logical date is today 00:00 UTC covers yesterday (the data interval [start, end)),
@@ -166,7 +166,7 @@ def daily_run(tmp_path_factory: pytest.TempPathFactory) -> DailyRun:
     start = end - dt.timedelta(days=1)
     config_path = write_test_config(root / "lake-root")
     config = load_test_config(config_path)
-    bronze_rows = seed_bronze_day(config, start, events=30_000)
+    bronze_rows = seed_bronze_day(spark, config, start, events=30_000)
 
     home = airflow_home(config)
     home.mkdir(parents=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from pyspark.sql import SparkSession
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.events.contract import validate_payload
@@ -41,7 +42,9 @@ EXPERIMENT = "closed-loop"
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory: pytest.TempPathFactory, stack_config: ReelhouseConfig) -> ReelhouseConfig:
+def environment(
+    tmp_path_factory: pytest.TempPathFactory, stack_config: ReelhouseConfig, spark: SparkSession
+) -> ReelhouseConfig:
     """A small catalogue written where the closed loop reads it, and the service's tables, store and rankers over it."""
     root = tmp_path_factory.mktemp("closed_loop")
     rng = np.random.default_rng(3)
@@ -74,7 +77,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory, stack_config: Reelhous
     upload_of = {v: now - dt.timedelta(days=10) for v in videos}
     upload_of.update({v: now - dt.timedelta(hours=1 + i) for i, v in enumerate(new_videos)})
     write_recall_tables(
-        Lake(config.lake), config, users, videos, topic_of, creator_of, upload_of, new_videos,
+        spark, Lake(config.lake), config, users, videos, topic_of, creator_of, upload_of, new_videos,
         candidates_per_user=120, neighbours_per_video=10, trending_size=100, rng=rng, now=now,
     )  # fmt: skip
     store = SqliteOnlineStore(config.online_store.path, default_ttl_s=config.online_store.ttl_s)

@@ -53,7 +53,7 @@ def test_maintenance_while_the_stream_commits_loses_and_duplicates_nothing(spark
         while not stop.is_set():
             started = time.monotonic()
             try:
-                reports.append(maintain(lake, settings))
+                reports.append(maintain(spark, lake, settings))
             except BaseException as e:
                 failures.append(e)
                 return
@@ -90,7 +90,7 @@ def test_maintenance_while_the_stream_commits_loses_and_duplicates_nothing(spark
     assert not failures, failures
 
     run_ingestion(spark, ingest_config, trigger="available_now")  # drain whatever is left
-    final = maintain(lake, settings)
+    final = maintain(spark, lake, settings)
 
     ids = lake.to_arrow(BRONZE_EVENTS.name, columns=["event_id"]).column("event_id").to_pylist()
     duplicated = [event_id for event_id, n in Counter(ids).items() if n > 1]
