@@ -191,11 +191,12 @@ def test_offsets_deleted_before_the_job_read_them_stop_it_with_a_data_loss_error
     ends: dict[int, int] = {}
     for m in read_topic(ingest_config, expected=600):
         ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset())
-    futures = admin_client(ingest_config.kafka).delete_records(
+    admin = admin_client(ingest_config.kafka)  # kept alive: its futures never complete once it is collected
+    futures = admin.delete_records(
         [TopicPartition(topic.name, p, end) for p, end in ends.items()]  # keep only each partition's last record
     )
     for future in futures.values():
-        future.result(timeout=30)
+        future.result(timeout=60)
 
     with pytest.raises(StreamError, match="deleted by retention") as caught:
         run_ingestion(spark, ingest_config, trigger="available_now")

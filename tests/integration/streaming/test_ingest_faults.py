@@ -125,7 +125,8 @@ def test_exactly_once_when_the_job_is_killed_at_random_moments(ingest_config, tm
 
 
 class _Producer(threading.Thread):
-    """Produces ``count`` events at ``rate``/s through an outage; remembers which the broker acknowledged."""
+    """Produces events at ``rate``/s through an outage, until ``stop`` is set or ``count`` are sent;
+    remembers which the broker acknowledged."""
 
     def __init__(self, config: ReelhouseConfig, count: int, rate: float) -> None:
         super().__init__(daemon=True)
@@ -133,6 +134,7 @@ class _Producer(threading.Thread):
         self.acked: list[str] = []
         self.failed: list[str] = []
         self.sent = 0
+        self.stop = threading.Event()
 
     def run(self) -> None:
         # Idempotent and acks=all: a retry across the broker restart cannot duplicate or reorder.
@@ -146,6 +148,8 @@ class _Producer(threading.Thread):
             (self.failed if err is not None else self.acked).append(event_id)
 
         for i in range(self.count):
+            if self.stop.is_set():
+                break
             event = valid_event(i, now_ms, prefix="kb")
             while True:
                 try:
@@ -177,7 +181,8 @@ def test_broker_killed_and_restarted_while_producing_loses_and_duplicates_nothin
     config_file = write_config(config, tmp_path / "config.yaml")
     job_log = tmp_path / "ingest.log"
     job = _ingest(config, config_file, "processing_time", job_log)
-    sender = _Producer(config, count=12_000, rate=600.0)  # 20 s of traffic
+    # Traffic runs until some is acknowledged after the restart, however long the job takes to start.
+    sender = _Producer(config, count=200_000, rate=600.0)
     try:
         sender.start()
         deadline = time.monotonic() + 120
@@ -190,9 +195,14 @@ def test_broker_killed_and_restarted_while_producing_loses_and_duplicates_nothin
         os.kill(broker.pid, signal.SIGKILL)
         time.sleep(2)
         stack.up()  # the same log dirs: up deletes nothing
+        restarted = len(sender.acked)
+        deadline = time.monotonic() + 120
+        while len(sender.acked) < restarted + 3_000 and sender.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        sender.stop.set()
         sender.join(timeout=240)
         assert not sender.is_alive(), "the producer did not finish after the restart"
-        assert sender.sent > before, "nothing was produced after the restart"
+        assert sender.sent > before and len(sender.acked) >= restarted + 3_000, "too little was produced after the restart"
         deadline = time.monotonic() + 180
         while len(_bronze_ids(config)) < len(sender.acked) and time.monotonic() < deadline:
             time.sleep(1)
@@ -205,7 +215,7 @@ def test_broker_killed_and_restarted_while_producing_loses_and_duplicates_nothin
     bronze = _bronze_ids(config)
     duplicates = [i for i, n in Counter(bronze).items() if n > 1]
     assert not duplicates, f"{len(duplicates)} events written twice, e.g. {duplicates[:3]}"
-    assert set(bronze) == set(sender.acked) and len(sender.acked) == 12_000
+    assert set(bronze) == set(sender.acked) and len(sender.acked) == sender.sent
 
 
 def test_a_second_job_on_a_running_jobs_checkpoint_is_refused(spark, ingest_config, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from reelhouse.config.models import MaintenanceConfig
 from reelhouse.events.contract import encode_event
 from reelhouse.lake import Lake
+from reelhouse.lake.delta import commit_metadata
 from reelhouse.lake.maintenance import MaintenanceReport, maintain
 from reelhouse.lake.tables import BRONZE_EVENTS
 from reelhouse.streaming.ingest import IngestionJob, run_ingestion
@@ -106,7 +107,7 @@ def test_maintenance_while_the_stream_commits_loses_and_duplicates_nothing(spark
     # While executors were writing a micro-batch's files and the driver committing them.
     overlapping = [m for m in maintenance_runs if any(m[0] < b[1] and b[0] < m[1] for b in batch_runs)]
     assert overlapping, "maintenance never ran during a micro-batch"
-    history = sorted(lake.history(BRONZE_EVENTS.name), key=lambda c: c["version"])
-    batches = [c["version"] for c in history if "reelhouse.batch_id" in c]
+    history = sorted(lake.history(BRONZE_EVENTS.name, spark=spark), key=lambda c: c["version"])
+    batches = [c["version"] for c in history if "reelhouse.batch_id" in commit_metadata(c)]
     compactions = [c["version"] for c in history if c["operation"] == "OPTIMIZE"]
     assert any(batches[0] < v < batches[-1] for v in compactions), "no compaction between two stream commits"
