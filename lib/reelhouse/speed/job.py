@@ -12,8 +12,9 @@ Per micro-batch:
 3. the driver merges the changed tiles into the entities' tile rows in the online store,
    recomputes their features as of the end of their latest tile (the same function of tiles
    the tests hold equal to the batch layer) and writes them to the online feature views;
-4. the same feature rows are appended to ``<entity>_features_rt`` in Delta, committed with
-   the app transaction ``(<query name>:<query id>, batch id)``, so a replayed batch adds nothing.
+4. the same feature rows are spooled durably and appended to ``<entity>_features_rt`` in Delta
+   off the batch's path (:mod:`reelhouse.speed.realtime`), committed with the app transaction
+   ``(<query name>:<query id>, highest batch id)``, so a replayed batch adds nothing.
 
 The values therefore equal the batch layer's for the same events: exactly for events inside
 the watermark, and the batch layer alone counts the later ones (see docs/features.md).
@@ -26,7 +27,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +39,11 @@ from reelhouse.events.contract import ValidationLimits
 from reelhouse.events.records import split_records
 from reelhouse.features.gold import realtime_feature_table
 from reelhouse.features.registry import KEY_SEPARATOR, MEASURES, TILE_S
-from reelhouse.lake import AppTransaction, Lake
+from reelhouse.lake import Lake
 from reelhouse.online.store import open_online_store
 from reelhouse.speed.dimensions import shared_video_attributes
 from reelhouse.speed.online import ENTITIES, OnlineTiles
+from reelhouse.speed.realtime import RealtimeDeltaWriter
 from reelhouse.streaming.ingest import validation_limits
 from reelhouse.streaming.queries import await_query, checkpoint_owner, with_trigger
 from reelhouse.streaming.source import checkpoint_query_id, read_events_stream
@@ -135,6 +136,9 @@ class SpeedLayerJob:
         self.tiles = OnlineTiles(self.store)
         self.result = SpeedResult()
         self._app_id: str | None = None
+        self.realtime = RealtimeDeltaWriter(
+            spark, self.lake, config.speed.checkpoint_dir, ENTITIES, lambda: self.app_id
+        )
 
     @property
     def app_id(self) -> str:
@@ -155,36 +159,28 @@ class SpeedLayerJob:
         rows = self.tiles.apply(changed)
         online = time.monotonic()
         if self.config.speed.write_delta:
-            self._append(rows, batch_id)
+            self._spool(rows, batch_id)
         self.result.batches += 1
         self.result.tiles += changed.num_rows
         for entity, entity_rows in rows.items():
             self.result.feature_rows[entity] = self.result.feature_rows.get(entity, 0) + len(entity_rows)
         log.info(
-            "speed batch %d: %d tiles, %s feature rows; %.2fs to compute tiles, %.2fs online, %.2fs Delta",
+            "speed batch %d: %d tiles, %s feature rows; %.2fs to compute tiles, %.2fs online, %.2fs spooled for Delta",
             batch_id, changed.num_rows, {e: len(r) for e, r in rows.items()},
             collected - started, online - collected, time.monotonic() - online,
         )
 
-    def _append(self, rows: dict[str, list[dict[str, Any]]], batch_id: int) -> None:
-        """One commit per entity table, the three at once: each is a small write whose time is
-        mostly the driver's Delta log work, so running them side by side shortens the batch (and
-        with it the wait of the next batch's events) about threefold."""
-        txn = AppTransaction(self.app_id, batch_id)
+    def _spool(self, rows: dict[str, list[dict[str, Any]]], batch_id: int) -> None:
         computed_at = dt.datetime.now(dt.UTC)
-        tables = []
+        tables = {}
         for entity in ENTITIES:
-            spec = realtime_feature_table(entity)
             entity_rows = rows.get(entity, [])
             for row in entity_rows:
                 row["feature_hour"] = row["feature_time"].strftime("%Y-%m-%dT%H")
                 row["computed_at"] = computed_at
                 row["batch_id"] = batch_id
-            tables.append((pa.Table.from_pylist(entity_rows, schema=spec.schema), spec))
-        with ThreadPoolExecutor(max_workers=len(tables), thread_name_prefix="speed-delta") as pool:
-            writes = [pool.submit(self.lake.write_arrow, self.spark, table, spec, txn=txn) for table, spec in tables]
-            for write in writes:
-                write.result()  # the first failure fails the batch; the replay skips what committed
+            tables[entity] = pa.Table.from_pylist(entity_rows, schema=realtime_feature_table(entity).schema)
+        self.realtime.put(batch_id, tables)
 
     def start(self, trigger: str | None = None) -> Any:
         speed = self.config.speed
@@ -193,6 +189,8 @@ class SpeedLayerJob:
         self.spark.conf.set("spark.sql.streaming.stateStore.providerClass", _STATE_STORES[speed.state_store])
         self.spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         records = read_events_stream(self.spark, self.config, speed)
+        if speed.write_delta:
+            self.realtime.start()
         writer = (
             tile_stream(records, self.config)
             .writeStream.queryName(speed.query_name)
@@ -203,7 +201,11 @@ class SpeedLayerJob:
         return with_trigger(writer, trigger or speed.trigger, speed.processing_time).start()
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            if self.config.speed.write_delta:
+                self.realtime.close()
+        finally:
+            self.store.close()
 
 
 def run_speed_layer(spark: SparkSession, config: ReelhouseConfig, trigger: str | None = None) -> SpeedResult:
