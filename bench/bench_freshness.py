@@ -152,7 +152,7 @@ def main() -> int:
     started_stack = config.stack.enabled and not stack.broker_running()
     if started_stack:
         stack.up()
-    spark = query = background = None
+    spark = query = background = job = None
     try:
         ensure_topic(config.kafka, topic)
         # The catalogue first (a few events), so dim_videos gives the speed layer its topics.
@@ -197,6 +197,7 @@ def main() -> int:
             "speed_layer_rows_per_s": round(input_rate),
             "warmup_s": round(warmup_s, 1),
             "micro_batches": job.result.batches,
+            "realtime_delta_commits": job.realtime.commits,  # appends to <entity>_features_rt, off the batch's path
             "spark_master": config.spark.master,
             "online_store": config.online_store.type,
         }
@@ -205,6 +206,8 @@ def main() -> int:
             background.kill()
         if query is not None:
             query.stop()
+        if job is not None:
+            job.close()  # appends what is still spooled for the real-time Delta tables
         if spark is not None:
             spark.stop()
         if not args.keep:
