@@ -197,7 +197,7 @@ def main() -> int:
             "speed_layer_rows_per_s": round(input_rate),
             "warmup_s": round(warmup_s, 1),
             "micro_batches": job.result.batches,
-            "realtime_delta_commits": job.realtime.commits,  # appends to <entity>_features_rt, off the batch's path
+            "realtime_delta_commits": job.realtime.commits if job.realtime else 0,  # appends to <entity>_features_rt, off the batch's path
             "spark_master": config.spark.master,
             "online_store": config.online_store.type,
         }

@@ -10,9 +10,15 @@ import pyarrow.fs as pafs
 
 
 def filesystem_for(uri: str, storage_options: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and in-filesystem path of a local path or object-store URI."""
+    """The pyarrow filesystem and in-filesystem path of a local path or object-store URI.
+
+    ``s3a://`` (the name Spark's Hadoop connector uses, e.g. in a checkpoint location) is the
+    same bucket as pyarrow's ``s3://``.
+    """
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://"):]
     options = storage_options or {}
     if uri.startswith("s3://") and options:
         fs = pafs.S3FileSystem(

@@ -136,8 +136,10 @@ class SpeedLayerJob:
         self.tiles = OnlineTiles(self.store)
         self.result = SpeedResult()
         self._app_id: str | None = None
-        self.realtime = RealtimeDeltaWriter(
-            spark, self.lake, config.speed.checkpoint_dir, ENTITIES, lambda: self.app_id
+        self.realtime = (
+            RealtimeDeltaWriter(spark, self.lake, config.speed.checkpoint_dir, ENTITIES, lambda: self.app_id)
+            if config.speed.write_delta
+            else None
         )
 
     @property
@@ -158,8 +160,8 @@ class SpeedLayerJob:
         collected = time.monotonic()
         rows = self.tiles.apply(changed)
         online = time.monotonic()
-        if self.config.speed.write_delta:
-            self._spool(rows, batch_id)
+        if self.realtime is not None:
+            self._spool(self.realtime, rows, batch_id)
         self.result.batches += 1
         self.result.tiles += changed.num_rows
         for entity, entity_rows in rows.items():
@@ -170,7 +172,8 @@ class SpeedLayerJob:
             collected - started, online - collected, time.monotonic() - online,
         )
 
-    def _spool(self, rows: dict[str, list[dict[str, Any]]], batch_id: int) -> None:
+    @staticmethod
+    def _spool(realtime: RealtimeDeltaWriter, rows: dict[str, list[dict[str, Any]]], batch_id: int) -> None:
         computed_at = dt.datetime.now(dt.UTC)
         tables = {}
         for entity in ENTITIES:
@@ -180,7 +183,7 @@ class SpeedLayerJob:
                 row["computed_at"] = computed_at
                 row["batch_id"] = batch_id
             tables[entity] = pa.Table.from_pylist(entity_rows, schema=realtime_feature_table(entity).schema)
-        self.realtime.put(batch_id, tables)
+        realtime.put(batch_id, tables)
 
     def start(self, trigger: str | None = None) -> Any:
         speed = self.config.speed
@@ -189,7 +192,7 @@ class SpeedLayerJob:
         self.spark.conf.set("spark.sql.streaming.stateStore.providerClass", _STATE_STORES[speed.state_store])
         self.spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         records = read_events_stream(self.spark, self.config, speed)
-        if speed.write_delta:
+        if self.realtime is not None:
             self.realtime.start()
         writer = (
             tile_stream(records, self.config)
@@ -202,7 +205,7 @@ class SpeedLayerJob:
 
     def close(self) -> None:
         try:
-            if self.config.speed.write_delta:
+            if self.realtime is not None:
                 self.realtime.close()
         finally:
             self.store.close()

@@ -49,7 +49,7 @@ class RealtimeDeltaWriter:
         self.lake = lake
         self.entities = entities
         self._app_id = app_id
-        self.fs, self.root = filesystem_for(checkpoint_dir.rstrip("/").replace("s3a://", "s3://", 1) + "/" + SPOOL_DIR)
+        self.fs, self.root = filesystem_for(checkpoint_dir.rstrip("/") + "/" + SPOOL_DIR)
         self.fs.create_dir(self.root, recursive=True)
         self._wake = threading.Event()
         self._stop = threading.Event()

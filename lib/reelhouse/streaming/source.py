@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from reelhouse.config import KafkaStreamConfig, ReelhouseConfig
 from reelhouse.errors import StreamError
 from reelhouse.kafka.clients import java_client_settings
+from reelhouse.lake.storage import filesystem_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -57,10 +58,7 @@ def read_events_stream(spark: SparkSession, config: ReelhouseConfig, stream: Kaf
 
 def checkpoint_query_id(checkpoint_dir: str) -> str:
     """The stream id Spark keeps in ``<checkpoint>/metadata`` (stable across restarts)."""
-    from pyarrow import fs as pafs
-
-    filesystem, path = pafs.FileSystem.from_uri(checkpoint_dir.rstrip("/") + "/metadata") if "://" in checkpoint_dir \
-        else (pafs.LocalFileSystem(), checkpoint_dir.rstrip("/") + "/metadata")
+    filesystem, path = filesystem_for(checkpoint_dir.rstrip("/") + "/metadata")
     with filesystem.open_input_stream(path) as f:
         return json.loads(f.read().decode().splitlines()[0])["id"]
 
