@@ -161,8 +161,8 @@ bench-features: install ## Benchmark: batch feature build (gold) over >= 10M sil
 bench-train: install ## Benchmark: training set from >= 10M impressions (point-in-time joins), then both rankers
 	@$(PY) bench/bench_train.py --config $(CONFIG)
 
-bench-serve: install ## Benchmark: feed latency at 200/500/1000 req/s (open loop, 300 candidates ranked per request)
-	@$(PY) bench/bench_serve.py --config $(CONFIG)
+bench-serve: install ## Benchmark: feed latency at 200/500/1000 req/s (open loop, 300 candidates ranked per request); STORE=redis for a redis-server store
+	@$(PY) bench/bench_serve.py --config $(CONFIG) --store $(or $(STORE),sqlite)
 
 clean: ## Remove local data (.reelhouse) — stop the stack first
 	@rm -rf .reelhouse spark-warehouse test-artifacts

@@ -18,12 +18,17 @@ sent at and ``generator_behind`` says whether it kept to its schedule: the gener
 machine with the server, and a generator that falls behind would flatter the server.
 Each step also reports the service's own view from ``/metrics`` (mean ms per stage, online-store
 failures by call and kind; with ``--workers`` > 1 that is the one worker that answered the scrape)
-and its CPU use, and how many answers were ``degraded`` (served without some stage).
+and its CPU use (``server_cpu_pct``, ``server_cpu_ms_per_request``), and how many answers were
+``degraded`` (served without some stage; ``degraded_share`` of the 200 answers).
+
+``--store redis`` starts a ``redis-server`` of its own and runs the same steps with the service on
+the Redis online store.
 
     make bench-serve                                              # 200, 500, 1000 req/s, 30 s each
+    make bench-serve STORE=redis                                  # the same against redis-server
     python bench/bench_serve.py --duration-s 5 --rates 100,300   # a quick run
 
-Last line: ``{"benchmark": "serve", "candidates_per_request": C, "steps": [{"rps", "achieved_rps",
+Last line: ``{"benchmark": "serve", "online_store": "sqlite", "candidates_per_request": C, "steps": [{"rps", "achieved_rps",
 "p50_ms", "p95_ms", "p99_ms", "errors", ...}, ...], ...}``.
 """
 
@@ -59,7 +64,7 @@ log = logging.getLogger("bench.serve")
 
 OSES = ("android", "ios", "web")
 COUNTRIES = ("US", "BR", "IN", "DE", "GB")
-STAGES = ("recall", "features", "rank", "rerank", "total")
+STAGES = ("store", "recall", "features", "rank", "rerank", "total")
 
 
 def _free_port() -> int:
@@ -143,6 +148,42 @@ class ServiceProcess:
         self._log.close()
 
 
+class RedisProcess:
+    """A ``redis-server`` of the benchmark alone (no persistence) on ``port``, for ``--store redis``."""
+
+    def __init__(self, port: int, log_file: Path) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise SystemExit("--store redis needs redis-server: run `make system-deps` (apt-get install redis-server)")
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._log = log_file.open("wb")
+        self.process = subprocess.Popen(
+            [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=1.0)
+        deadline = time.monotonic() + 20.0
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        break
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server did not start (see {log_file})") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self._log.close()
+
+
 def server_counters(url: str) -> dict[str, float]:
     """The service's counters so far: per stage the seconds and count of its stage histogram
     (``<stage>_s``, ``<stage>_n``), and online-store failures (``store:<call>:<kind>``)."""
@@ -193,6 +234,10 @@ def main() -> int:
     )
     parser.add_argument("--training-rows", type=int, default=40_000)
     parser.add_argument("--workers", type=int, default=1, help="service worker processes")
+    parser.add_argument(
+        "--store", choices=("sqlite", "redis"), default="sqlite",
+        help="online store: the embedded SQLite file, or a redis-server the benchmark starts",
+    )  # fmt: skip
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--connections", type=int, default=256, help="keep-alive connections per generator process")
     parser.add_argument("--timeout-s", type=float, default=2.0, help="client timeout of a request")
@@ -211,15 +256,18 @@ def main() -> int:
     base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"events_topic": topic})})
     stack = LocalStack(base)
     started_stack = base.stack.enabled and not stack.broker_running()
-    service = generator = None
-    report: dict[str, object] = {"benchmark": "serve"}
+    service = generator = redis_server = None
+    report: dict[str, object] = {"benchmark": "serve", "online_store": args.store}
     try:
         if started_stack:
             stack.up()
         ensure_topic(base.kafka, topic)
+        if args.store == "redis":
+            work.mkdir(parents=True, exist_ok=True)
+            redis_server = RedisProcess(_free_port(), work / "redis.log")
         env = build_bench_environment(
             work, base, users=args.users, videos=args.videos, candidates_per_user=max(320, args.candidates + 20),
-            training_rows=args.training_rows,
+            training_rows=args.training_rows, redis_url=redis_server.url if redis_server is not None else None,
             serving={"candidates": args.candidates, "max_k": max(50, args.k), "default_k": args.k},
         )  # fmt: skip
         config_file = work / "config.yaml"
@@ -231,7 +279,7 @@ def main() -> int:
         paths, weights = request_mix(env.users, args.k, args.zipf, args.unknown_share, 1_000, seed=1)
         generator = LoadGenerator(
             service.url, paths, weights, processes=args.processes, timeout_s=args.timeout_s,
-            connections=args.connections,
+            connections=args.connections, headers={"Authorization": f"Bearer {env.config.serving.token}"},
         )  # fmt: skip
         warmup = summarize_step(rates[0], args.warmup_s, generator.run(rates[0], args.warmup_s, seed=0, lead_s=2.0))
         log.info("warm-up: %s", json.dumps(warmup))
@@ -242,7 +290,11 @@ def main() -> int:
             results = generator.run(rate, args.duration_s, seed=index)
             wall = time.monotonic() - wall_before
             step = summarize_step(rate, args.duration_s, results)
-            step["server_cpu_pct"] = round((service.cpu_seconds() - cpu_before) / wall * 100.0, 1)
+            cpu = service.cpu_seconds() - cpu_before
+            step["server_cpu_pct"] = round(cpu / wall * 100.0, 1)
+            step["server_cpu_ms_per_request"] = round(cpu / max(step["requests"], 1) * 1000.0, 2)
+            answered = step["requests"] - step["errors"]
+            step["degraded_share"] = round(step["degraded_responses"] / answered, 4) if answered else None
             step.update(server_step(counters, server_counters(service.url)))
             log.info("step %g req/s: %s", rate, json.dumps(step))
             steps.append(step)
@@ -262,7 +314,6 @@ def main() -> int:
             "service_ready_s": round(ready_s, 1),
             "environment_build_s": env.build_s,
             "ranker_versions": env.versions,
-            "online_store": env.config.online_store.type,
             "machine_cores": os.cpu_count(),
         })  # fmt: skip
     finally:
@@ -276,6 +327,8 @@ def main() -> int:
             delete_topic(base.kafka, topic.name)
         except Exception as e:  # noqa: BLE001 - cleanup must not hide the benchmark's own error
             log.warning("could not delete topic %s: %s", topic.name, e)
+        if redis_server is not None:
+            redis_server.stop()
         if started_stack:
             stack.down()
         if not args.keep:

@@ -14,7 +14,7 @@ Written under ``root`` (the config points every location there):
   four sources (Zipf-popular videos are more likely to be anyone's candidate), plus two exploration
   picks among the new uploads, and the ``'*'`` trending list;
 * ``item_neighbours``: per video ``neighbours_per_video`` videos of its topic;
-* the online store (SQLite): ``video_features``, ``user_features`` and ``user_topic_features``
+* the online store (SQLite, or the Redis server at ``redis_url``): ``video_features``, ``user_features`` and ``user_topic_features``
   rows of every registry feature for every video, user and (user, topic);
 * the MLflow SQLite registry with both rankers; LightGBM holds ``champion``.
 """
@@ -38,8 +38,7 @@ if str(PROJECT_DIR) not in sys.path:  # `python bench/bench_serve.py` puts only 
 from reelhouse.config import ReelhouseConfig  # noqa: E402
 from reelhouse.features.registry import KEY_SEPARATOR, feature_names  # noqa: E402
 from reelhouse.lake import Lake, TableSpec  # noqa: E402
-from reelhouse.online.sqlite import SqliteOnlineStore  # noqa: E402
-from reelhouse.online.store import FeatureRow, feature_version  # noqa: E402
+from reelhouse.online.store import FeatureRow, OnlineStore, feature_version, open_online_store  # noqa: E402
 from reelhouse.recall.tables import ANY_USER, candidates_table, neighbours_table  # noqa: E402
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS  # noqa: E402
 from reelhouse.speed.online import features_view  # noqa: E402
@@ -206,7 +205,7 @@ def _feature_columns(entity: str, n: int, rng: np.random.Generator) -> dict[str,
 
 
 def write_online_features(
-    store: SqliteOnlineStore, users: int, videos: int, topics: int, rng: np.random.Generator, now: dt.datetime
+    store: OnlineStore, users: int, videos: int, topics: int, rng: np.random.Generator, now: dt.datetime
 ) -> int:
     """Rows of every registry feature for every video, user and (user, topic); returns how many."""
     feature_time = now.replace(minute=0, second=0, microsecond=0)
@@ -244,6 +243,7 @@ def build_bench_environment(
     training_rows: int = 40_000,
     seed: int = 7,
     serving: dict | None = None,
+    redis_url: str | None = None,
 ) -> BenchEnvironment:
     """Everything the feed service reads (module docstring), under ``root``; ``base`` gives Kafka and the rest."""
     rng = np.random.default_rng(seed)
@@ -252,7 +252,10 @@ def build_bench_environment(
         base.model_copy(update={"data_dir": root}),
         lake={"root": str(root / "lake")},
         mlflow={"tracking_uri": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}", "artifact_root": str(root / "mlflow" / "artifacts")},
-        online_store={"type": "sqlite", "path": root / "online" / "features.db"},
+        online_store=(
+            {"type": "sqlite", "path": root / "online" / "features.db"} if redis_url is None
+            else {"type": "redis", "redis_url": redis_url, "key_prefix": "bench:"}
+        ),
         training={
             "max_fit_rows": max(training_rows, 1_000),
             # The project's LightGBM settings, on one thread (the service scores on one thread too).
@@ -277,7 +280,7 @@ def build_bench_environment(
         spark.stop()
     timings["tables_s"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
-    store = SqliteOnlineStore(config.online_store.path, default_ttl_s=config.online_store.ttl_s)
+    store = open_online_store(config.online_store)
     try:
         rows = write_online_features(store, users, videos, topics, rng, now)
     finally:

@@ -49,7 +49,7 @@ class StepResult:
 
 
 def _worker_main(connection, url: str, paths: Sequence[str], weights: np.ndarray, index: int, processes: int,
-                 timeout_s: float, connections: int) -> None:  # fmt: skip
+                 timeout_s: float, connections: int, headers: dict[str, str] | None = None) -> None:  # fmt: skip
     """A worker process: wait for steps, run each, send back its :class:`StepResult`; ``None`` stops it."""
     try:
         import uvloop
@@ -66,11 +66,11 @@ def _worker_main(connection, url: str, paths: Sequence[str], weights: np.ndarray
         count = int(step.rate * step.duration_s / processes)
         picks = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
         chosen = [paths[p] for p in np.minimum(picks, len(paths) - 1).tolist()]
-        connection.send(asyncio.run(_run_step(url, chosen, step, index, processes, timeout_s, connections)))
+        connection.send(asyncio.run(_run_step(url, chosen, step, index, processes, timeout_s, connections, headers)))
 
 
 async def _run_step(url: str, chosen: list[str], step: Step, index: int, processes: int, timeout_s: float,
-                    connections: int) -> StepResult:  # fmt: skip
+                    connections: int, headers: dict[str, str] | None = None) -> StepResult:  # fmt: skip
     import aiohttp
     import orjson
 
@@ -101,7 +101,7 @@ async def _run_step(url: str, chosen: list[str], step: Step, index: int, process
             status[i] = CONNECTION_ERROR
         latency[i] = loop.time() - due
 
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=headers) as session:
         t0 = loop.time() + (step.start_wall - time.time()) + index * interval / processes
         tasks = []
         first_sent = last_sent = 0.0
@@ -121,10 +121,12 @@ async def _run_step(url: str, chosen: list[str], step: Step, index: int, process
 
 
 class LoadGenerator:
-    """Worker processes that replay GET ``paths`` (drawn with ``weights``) at a fixed total rate."""
+    """Worker processes that replay GET ``paths`` (drawn with ``weights``) at a fixed total rate,
+    each request with ``headers`` (the feed's Authorization)."""
 
     def __init__(self, url: str, paths: Sequence[str], weights: np.ndarray, *, processes: int = 2,
-                 timeout_s: float = 2.0, connections: int = 256) -> None:  # fmt: skip
+                 timeout_s: float = 2.0, connections: int = 256,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         context = multiprocessing.get_context("spawn")
         self.processes = processes
         self._pipes = []
@@ -134,7 +136,7 @@ class LoadGenerator:
             worker = context.Process(
                 target=_worker_main,
                 args=(child, url, list(paths), np.asarray(weights, dtype=np.float64), index, processes, timeout_s,
-                      connections),
+                      connections, headers),
                 name=f"bench-serve-load-{index}",
                 daemon=True,
             )  # fmt: skip

@@ -8,7 +8,7 @@ in MLflow (the promotion gate decides the ``champion``), builds recall candidate
 every model offline, then starts the feed service (``reelhouse serve``) and lets simulated users
 use it for a while (``reelhouse simulate --closed-loop``: the A/B variants of the config compete
 on what the users watch), lands what the service logged and the users reported in bronze,
-prints what landed where and the per-variant table, and stops what it started. A write token for
+prints what landed where and the per-variant table, and stops what it started. A token for
 the service is generated into the git-ignored ``conf/<config>.local.yaml`` when none is set.
 
 The demo compresses time: its simulated clock runs ``DEMO_TIME_SCALE`` times faster than the
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 STEPS = 12
 CLOSED_LOOP_S = 90.0  # wall-clock seconds of simulated users driving the feed service
 DEMO_TIME_SCALE = 2_400.0  # 10 s of traffic at the default rate = 6.7 simulated hours
+SECRET_FILE_MODE = 0o600  # owner read/write: the local overrides file holds the service token
 
 
 def _summary(config: ReelhouseConfig, simulated: object, ingested: object, seconds: float) -> str:
@@ -171,9 +173,20 @@ def _models(spark: object, config: ReelhouseConfig, start: dt.datetime, end: dt.
     return lines
 
 
+def write_secret_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only from the first byte on: a new file is
+    created with mode 0600 (the umask can only narrow it), an existing one is restricted before it
+    is truncated and written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, SECRET_FILE_MODE)
+        out.write(text)
+
+
 def ensure_serving_token(config_path: Path) -> bool:
-    """Give the feed service a write token when the config has none: a random one, written into the
-    git-ignored ``<config>.local.yaml`` beside the config (owner-only). Returns whether it wrote one."""
+    """Give the feed service a token when the config has none: a random one, written into the
+    git-ignored ``<config>.local.yaml`` beside the config, which is owner-only (an existing one
+    readable by others is restricted first). Returns whether it wrote a token."""
     import secrets
 
     import yaml
@@ -181,17 +194,20 @@ def ensure_serving_token(config_path: Path) -> bool:
     from reelhouse.config import load_config
     from reelhouse.config.loader import local_overrides_file
 
+    local = local_overrides_file(config_path)
+    if local.exists() and local.stat().st_mode & 0o077:
+        log.warning("%s was open to other users; restricting it to its owner (it holds secrets)", local)
+        local.chmod(SECRET_FILE_MODE)
     if load_config(config_path).serving.token:
         return False
-    local = local_overrides_file(config_path)
     data = (yaml.safe_load(local.read_text()) or {}) if local.exists() else {}
     data.setdefault("serving", {})["token"] = secrets.token_urlsafe(32)
-    local.write_text(
+    write_secret_file(
+        local,
         "# Machine-local settings and secrets, merged over " + config_path.name + "; git-ignored.\n"
-        + yaml.safe_dump(data, sort_keys=False)
+        + yaml.safe_dump(data, sort_keys=False),
     )
-    local.chmod(0o600)
-    log.info("wrote a new serving token into %s (git-ignored)", local)
+    log.info("wrote a new serving token into %s (git-ignored, mode 0600)", local)
     return True
 
 

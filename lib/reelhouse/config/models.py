@@ -38,7 +38,9 @@ class KafkaConfig(_Model):
             "batch.num.messages": "10000",
             "queue.buffering.max.messages": "1000000",
         },
-        description="librdkafka producer settings layered over `client`.",
+        description="librdkafka producer settings layered over `client`. The feed service's producer always adds "
+        "enable.idempotence=true and acks=all and takes message.timeout.ms from serving.delivery_timeout_s "
+        "(a 202 of POST /v1/events promises what those settings keep).",
     )
 
     @field_validator("bootstrap_servers")
@@ -323,6 +325,25 @@ class OnlineStoreConfig(_Model):
         "reelhouse:",
         description="Prefix of every Redis key (`redis` only), so environments can share one server.",
     )
+    redis_socket_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds a Redis call waits for each reply before failing (`redis` only): a hung server then "
+        "fails the feed's store threads, the health probe and shutdown instead of blocking them. Well above a "
+        "healthy round trip (well under a millisecond on a LAN); raise it for a server across a slow link.",
+    )
+    redis_connect_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds opening a connection to Redis may take before failing (`redis` only).",
+    )
+    purge_interval_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds between the feed service's purges of expired rows. SQLite keeps an expired row "
+        "(reads skip it) until purged; Redis deletes expired rows itself, and the purge drops their entries "
+        "from its change log.",
+    )
     ttl_s: float | None = Field(
         8 * 86_400.0, gt=0, description="Seconds a row stays readable after its feature time (None: forever)."
     )
@@ -435,8 +456,12 @@ class OrchestrationConfig(_Model):
 class StageBudgets(_Model):
     """Per-stage time budgets of a feed request; a stage over budget degrades, it never blocks."""
 
-    recall_ms: float = Field(15.0, gt=0, description="Candidate retrieval.")
-    features_ms: float = Field(15.0, gt=0, description="The batched online-store read.")
+    store_ms: float = Field(
+        20.0,
+        gt=0,
+        description="The request's online-store read: the user's seen / recent-engagement state, feature row "
+        "and user x topic rows, in one round trip.",
+    )
     rank_ms: float = Field(25.0, gt=0, description="Scoring the candidates with the ranker.")
 
 
@@ -447,8 +472,9 @@ class ServingConfig(_Model):
     port: int = Field(8000, ge=1, le=65_535, description="HTTP port.")
     token: str | None = Field(
         None,
-        description="Bearer token of the write endpoints (POST /v1/events); set it in a git-ignored file or "
-        "REELHOUSE__SERVING__TOKEN. The service refuses to start without one.",
+        description="Bearer token of GET /v1/feed and POST /v1/events, held by the app's gateway that calls the "
+        "service; set it in a git-ignored file or REELHOUSE__SERVING__TOKEN. The service refuses to start without "
+        "one.",
     )
     ranker_alias: str = Field("champion", description="Registry alias of `training.registered_model` the default feed ranks with.")
 
@@ -459,6 +485,12 @@ class ServingConfig(_Model):
         return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
     alias_poll_s: float = Field(10.0, gt=0, description="How often the service checks whether a ranker alias moved.")
     tables_poll_s: float = Field(60.0, gt=0, description="How often the service checks for new candidate / neighbour tables.")
+    video_features_refresh_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often each service process takes the video feature rows written since its last look "
+        "into its in-memory copy (at most this much older than the online store).",
+    )
     default_k: int = Field(10, ge=1, le=100, description="Videos per feed page when the request gives no `k`.")
     max_k: int = Field(50, ge=1, le=500, description="Largest `k` a request may ask for.")
     candidates: int = Field(300, ge=1, le=5_000, description="Candidates recalled and ranked per request.")
@@ -472,6 +504,21 @@ class ServingConfig(_Model):
     retry_after_s: int = Field(1, ge=1, description="Retry-After of an overload 503.")
     max_body_bytes: int = Field(1_048_576, ge=1_024, description="Largest accepted request body.")
     max_events_per_request: int = Field(1_000, ge=1, description="Most events one POST /v1/events may carry.")
+    delivery_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="The service producer's message.timeout.ms: every impression and event gets a definitive "
+        "delivery report within this time. POST /v1/events waits for its batch's reports (plus a small margin) "
+        "before answering, and so does a graceful shutdown for requests in progress.",
+    )
+    shutdown_flush_s: float = Field(
+        10.0,
+        ge=0,
+        description="At shutdown, how long queued impressions and events may take to be delivered; what is left "
+        "then is purged, logged per kind and counted as failed. Above delivery_timeout_s, every message gets its "
+        "own report first.",
+    )
 
 
 class VariantConfig(_Model):

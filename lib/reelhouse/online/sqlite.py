@@ -2,6 +2,12 @@
 
 WAL lets readers (the feed service) run while a materialisation job writes. Every statement
 is parameterised; keys are read in chunks below SQLite's parameter limit.
+
+Every write stamps its rows with the writer's wall clock (``written_ms``, indexed per view), which
+:meth:`SqliteOnlineStore.scan` reads changes by. A file made before that column existed gets it
+when a store opens it (old rows are stamped 0: a full scan returns them). Expired rows stay in the
+file, unread, until :meth:`SqliteOnlineStore.purge_expired` deletes them (the feed service does
+every ``online_store.purge_interval_s``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ from typing import Any
 
 import orjson
 
-from reelhouse.online.store import FeatureRow, RowDecoder, from_epoch_ms, to_epoch_ms
+from reelhouse.online.store import (
+    FeatureRow,
+    RowDecoder,
+    from_epoch_ms,
+    next_scan_cursor,
+    to_epoch_ms,
+    wall_clock_ms,
+)
 
 _CHUNK = 512  # keys per SELECT; SQLite allows 32766 parameters, smaller chunks keep plans cheap
 # A chunk of keys is padded up to a power of two with a key no row has, so a few statement texts
@@ -30,6 +43,9 @@ _PAGE_BYTES = 8192
 # hundred keys spread over the whole file, and this halves what that costs. Address space, not
 # memory: the OS pages the file in as it is read.
 _MMAP_BYTES = 1 << 30
+# Expired rows deleted per transaction by purge_expired: a long delete would hold the write lock
+# (other processes' writes wait for it) and this connection's lock (its reads wait) all along.
+_PURGE_BATCH = 5_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_features (
@@ -39,26 +55,30 @@ CREATE TABLE IF NOT EXISTS online_features (
     feature_time_ms INTEGER NOT NULL,
     expires_at_ms INTEGER,
     payload BLOB NOT NULL,
+    written_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (view, entity_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS online_features_expiry ON online_features (expires_at_ms);
 """
+# After _SCHEMA and the migration of a file made before written_ms existed (see _migrate).
+_WRITTEN_INDEX = "CREATE INDEX IF NOT EXISTS online_features_written ON online_features (view, written_ms)"
 
 # Versioned upsert: a row is replaced only by a strictly newer version.
 _UPSERT = """
-INSERT INTO online_features (view, entity_key, version, feature_time_ms, expires_at_ms, payload)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO online_features (view, entity_key, version, feature_time_ms, expires_at_ms, payload, written_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (view, entity_key) DO UPDATE SET
     version = excluded.version,
     feature_time_ms = excluded.feature_time_ms,
     expires_at_ms = excluded.expires_at_ms,
-    payload = excluded.payload
+    payload = excluded.payload,
+    written_ms = excluded.written_ms
 WHERE excluded.version > online_features.version
 """
 # Unconditional replace, for read_modify_write: its read and write are one transaction.
 _REPLACE = """
-INSERT OR REPLACE INTO online_features (view, entity_key, version, feature_time_ms, expires_at_ms, payload)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT OR REPLACE INTO online_features (view, entity_key, version, feature_time_ms, expires_at_ms, payload, written_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -74,6 +94,23 @@ class SqliteOnlineStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file made by an older version of this store to the current schema.
+
+        In one IMMEDIATE transaction, so two processes opening the same old file do not both add
+        the column (the second one finds it there)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {name for _, name, *_ in self._db.execute("PRAGMA table_info(online_features)")}
+            if "written_ms" not in columns:
+                self._db.execute("ALTER TABLE online_features ADD COLUMN written_ms INTEGER NOT NULL DEFAULT 0")
+            self._db.execute(_WRITTEN_INDEX)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _record(view: str, row: FeatureRow, ttl: float | None) -> tuple[Any, ...]:
@@ -86,14 +123,20 @@ class SqliteOnlineStore:
             expires = None
         return (view, row.entity_key, row.version, feature_ms, expires, orjson.dumps(dict(row.values)))
 
+    # Writes stamp their rows (written_ms) once they hold SQLite's write lock (BEGIN IMMEDIATE), so
+    # writers, which take that lock one at a time, commit in the order of their stamps. A write that
+    # stamped its rows before waiting for the lock could commit after a later-stamped one, and a scan
+    # in between would move its cursor past the earlier stamp. SCAN_OVERLAP_MS still covers a clock
+    # stepped back between two writes.
     def write(self, view: str, rows: Iterable[FeatureRow], ttl_s: float | None = None) -> int:
         ttl = self.default_ttl_s if ttl_s is None else ttl_s
         records = [self._record(view, row, ttl) for row in rows]
         with self._lock:
             before = self._db.total_changes
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(_UPSERT, records)
+                stamp = wall_clock_ms()
+                self._db.executemany(_UPSERT, [(*record, stamp) for record in records])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -189,6 +232,7 @@ class SqliteOnlineStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                stamp = wall_clock_ms()
                 records = []
                 for key, row in self._rows(view, keys, now_ms).items():
                     new = update(key, row)
@@ -196,7 +240,7 @@ class SqliteOnlineStore:
                         continue
                     if new.entity_key != key:
                         raise ValueError(f"update of {key!r} returned a row of {new.entity_key!r}")
-                    records.append(self._record(view, new, self.default_ttl_s))
+                    records.append((*self._record(view, new, self.default_ttl_s), stamp))
                 self._db.executemany(_REPLACE, records)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -204,13 +248,40 @@ class SqliteOnlineStore:
                 raise
         return len(records)
 
-    def purge_expired(self, now: dt.datetime | None = None) -> int:
+    def scan(
+        self, view: str, since: int | None = None, now: dt.datetime | None = None
+    ) -> tuple[dict[str, tuple[int, int | None, bytes | str]], int]:
+        """Live rows of ``view`` stamped at or after ``since`` (see ``OnlineStore.scan``), through the
+        ``(view, written_ms)`` index. Expired rows are read too, so the cursor moves past them."""
         now_ms = to_epoch_ms(now or dt.datetime.now(dt.UTC))
         with self._lock:
-            cursor = self._db.execute(
-                "DELETE FROM online_features WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?", (now_ms,)
-            )
-            return cursor.rowcount
+            stamped = self._db.execute(
+                "SELECT entity_key, version, expires_at_ms, payload, written_ms FROM online_features "
+                "WHERE view = ? AND written_ms >= ?",
+                (view, since or 0),
+            ).fetchall()
+        live = {
+            key: (version, expires_ms, payload)
+            for key, version, expires_ms, payload, _ in stamped
+            if expires_ms is None or expires_ms > now_ms
+        }
+        return live, next_scan_cursor(since, max((row[4] for row in stamped), default=None))
+
+    def purge_expired(self, now: dt.datetime | None = None) -> int:
+        """Delete rows expired at ``now``, ``_PURGE_BATCH`` per transaction; returns how many."""
+        now_ms = to_epoch_ms(now or dt.datetime.now(dt.UTC))
+        purged = 0
+        while True:
+            with self._lock:
+                deleted = self._db.execute(
+                    "DELETE FROM online_features WHERE (view, entity_key) IN ("
+                    "SELECT view, entity_key FROM online_features "
+                    "WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? LIMIT ?)",
+                    (now_ms, _PURGE_BATCH),
+                ).rowcount
+            purged += deleted
+            if deleted < _PURGE_BATCH:
+                return purged
 
     def close(self) -> None:
         with self._lock:

@@ -9,6 +9,13 @@ from typing import Any, Protocol
 
 from reelhouse.config import OnlineStoreConfig
 
+# How far behind the scanning machine's clock a scan's next cursor stays at least (see
+# next_scan_cursor): rows stamped that recently may still land after the scan, from a writer whose
+# clock is slightly behind the others', whose clock was stepped back, or whose write was sent just
+# before the scan and arrived after it. Rows within the overlap come back on the next scan; callers
+# keep the highest version per key.
+SCAN_OVERLAP_MS = 2_000
+
 FeatureValue = float | int | str | None
 # Turns one stored row into what read_many returns for it: (view, key, version, JSON payload as
 # bytes or str, whichever the store has at hand; orjson.loads takes both).
@@ -67,8 +74,19 @@ class OnlineStore(Protocol):
         version, since read and write are one step. Returns how many rows were written.
         """
 
+    def scan(
+        self, view: str, since: int | None = None, now: dt.datetime | None = None
+    ) -> tuple[dict[str, tuple[int, int | None, bytes | str]], int]:
+        """Live rows of ``view`` written since the cursor ``since`` (every live row when None):
+        ``{entity_key: (version, expires_at_ms or None, JSON payload)}``, and the cursor for the next call.
+
+        A row written after a scan began is returned by a later scan; rows may be returned again
+        (callers keep the highest version per key). Expired rows are left out. Cursors are write
+        stamps (the writers' wall-clock milliseconds), see :func:`next_scan_cursor`.
+        """
+
     def purge_expired(self, now: dt.datetime | None = None) -> int:
-        """Delete expired rows; returns how many."""
+        """Delete what expired rows leave behind; returns how many rows (SQLite) or change-log entries (Redis)."""
 
     def close(self) -> None: ...
 
@@ -82,7 +100,13 @@ def open_online_store(config: OnlineStoreConfig) -> OnlineStore:
     if config.type == "redis":
         from reelhouse.online.redis import RedisOnlineStore
 
-        return RedisOnlineStore(config.redis_url, key_prefix=config.key_prefix, default_ttl_s=config.ttl_s)
+        return RedisOnlineStore(
+            config.redis_url,
+            key_prefix=config.key_prefix,
+            default_ttl_s=config.ttl_s,
+            socket_timeout_s=config.redis_socket_timeout_s,
+            connect_timeout_s=config.redis_connect_timeout_s,
+        )
     raise AssertionError(f"unhandled online store type {config.type!r}")  # config validation prevents it
 
 
@@ -111,5 +135,25 @@ def to_epoch_ms(moment: dt.datetime) -> int:
 
 def from_epoch_ms(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+def wall_clock_ms() -> int:
+    """This machine's clock in epoch milliseconds: the stamp a write leaves for :meth:`OnlineStore.scan`."""
+    return int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+
+
+def next_scan_cursor(since: int | None, newest_stamp: int | None) -> int:
+    """The cursor after a scan from ``since`` that met write stamps up to ``newest_stamp`` (None: none).
+
+    Just past the newest stamp, but never after this machine's clock less ``SCAN_OVERLAP_MS``: rows
+    stamped within the overlap are read again by the next scans, which catches a write that committed
+    after a later-stamped one, or came from a writer whose clock runs a little behind (or ahead: it
+    must not make the scan skip everyone else's rows). Once the clock has moved past the overlap the
+    cursor passes the newest stamp, so a quiet view costs nothing to scan. Never before ``since``.
+    """
+    start = since or 0
+    if newest_stamp is None:
+        return start
+    return max(start, min(newest_stamp + 1, wall_clock_ms() - SCAN_OVERLAP_MS))
 
 

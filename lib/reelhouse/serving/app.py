@@ -2,12 +2,17 @@
 
 ``GET /v1/feed`` (feed.py), ``POST /v1/events`` (collector.py), ``/healthz``, ``/readyz``,
 ``/metrics``. The API is documented by ``docs/serving.md``; ``docs/openapi.json`` is this app's
-OpenAPI document, checked in (``reelhouse serve --write-openapi docs/openapi.json`` regenerates it).
+OpenAPI document (openapi.py describes what FastAPI cannot see), checked in
+(``reelhouse serve --write-openapi docs/openapi.json`` regenerates it).
+
+The feed and the event collector both need ``Authorization: Bearer <serving.token>``: the token is
+held by the app's gateway, which calls the service for the signed-in user. It is checked before
+anything else, so a request without it has no effect but a 401 and the rejection counter.
 
 Handlers parse and validate their input themselves (security.py) rather than through FastAPI's
 parameter models: the checks are the event contract's, the limits come from config, unknown
-parameters are refused, and the answers have one shape: ``{"detail": [{"field" | "index",
-"reason", "detail"}, ...]}``. The OpenAPI document describes the same parameters.
+parameters are refused, and every refusal, the router's 404 and 405 included, has one shape:
+``{"detail": [{"field" | "index", "reason", "detail"}, ...]}``.
 
 Overload: at most ``serving.max_in_flight`` feed requests (and as many event posts) are in
 progress; beyond that a request is answered 503 with ``Retry-After`` at once, so latency stays
@@ -27,13 +32,12 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 import reelhouse
 from reelhouse.config import ReelhouseConfig
-from reelhouse.events.contract import EVENT_TYPES
-from reelhouse.serving import security
+from reelhouse.serving import openapi, security
 from reelhouse.serving.collector import EVENT, limits, parse_events
 from reelhouse.serving.feed import FeedPipeline
 from reelhouse.serving.metrics import CONTENT_TYPE
@@ -46,122 +50,29 @@ SWITCH_INTERVAL_S = 0.001
 ENGAGED_TYPES = frozenset({"like", "share", "comment"})  # plus plays watched past training.positive_watch_ratio
 
 
-class JsonResponse(Response):
-    media_type = "application/json"
+class JsonResponse(JSONResponse):
+    """JSON by orjson; a JSONResponse, so the OpenAPI document declares its bodies as JSON."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-# ----------------------------------------------------------------------------- documented shapes
-class FeedItem(BaseModel):
-    video_id: str
-    position: int = Field(description="0-based slot on the page.")
-    score: float = Field(description="The ranker's score (a probability for model rankers).")
-    source: str = Field(
-        description="Recall source: als, covisit, topic, embedding, popularity, realtime, trending, exploration."
-    )
-
-
-class FeedResponse(BaseModel):
-    request_id: str = Field(description="r-<uuid hex>; every impression of the page carries it.")
-    user_id: str
-    experiment: str | None = Field(description="The running experiment the user is bucketed in, if any.")
-    variant: str | None = Field(description="The user's variant in that experiment.")
-    ranker: str = Field(description="<registered model>/<version>, popularity, random, or trending (fallback).")
-    degraded: list[str] = Field(description="Why parts of the answer fell back; empty when every stage worked.")
-    items: list[FeedItem]
-
-
-class Problem(BaseModel):
-    field: str | None = Field(None, description="The parameter or part of the body at fault.")
-    index: int | None = Field(None, description="Position of the invalid event in the batch.")
-    reason: str = Field(description="Machine-readable reason (the event contract's, for events).")
-    detail: str
-
-
-class ErrorResponse(BaseModel):
-    detail: list[Problem]
-
-
-class Accepted(BaseModel):
-    accepted: int = Field(description="Events handed to the Kafka producer.")
-
-
-class Readiness(BaseModel):
-    ready: bool
-    checks: dict[str, dict[str, Any]]
-
-
-def _query(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
-
-
-FEED_PARAMETERS_DOC = [
-    _query("user_id", "The user (event contract id).", {"type": "string", "pattern": security.ID_PATTERN}, True),
-    _query(
-        "k", "Videos on the page, 1 to serving.max_k (default serving.default_k).", {"type": "integer", "minimum": 1}
-    ),
-    _query(
-        "session_id",
-        "The app session (default: derived from the user and the UTC day).",
-        {"type": "string", "pattern": security.ID_PATTERN},
-    ),
-    _query("os", "Device OS.", {"type": "string", "enum": list(security.OS_CHOICES), "default": "other"}),
-    _query("app_version", "App version.", {"type": "string", "pattern": security.APP_VERSION_PATTERN, "default": "0"}),
-    _query(
-        "country",
-        "Device country (ISO 3166 alpha-2).",
-        {"type": "string", "pattern": security.COUNTRY_PATTERN, "default": "ZZ"},
-    ),
-    _query(
-        "network", "Network type.", {"type": "string", "enum": list(security.NETWORK_CHOICES), "default": "unknown"}
-    ),
-]
-EVENTS_BODY_DOC = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["events"],
-                "additionalProperties": False,
-                "properties": {
-                    "events": {
-                        "type": "array",
-                        "description": "Activity-log events (docs/events.md), at most serving.max_events_per_request.",
-                        "items": {
-                            "type": "object",
-                            "required": [
-                                "schema_version",
-                                "event_id",
-                                "event_type",
-                                "user_id",
-                                "video_id",
-                                "event_time",
-                                "session_id",
-                                "request_id",
-                                "device",
-                            ],
-                            "properties": {"event_type": {"type": "string", "enum": list(EVENT_TYPES)}},
-                        },
-                    }
-                },
-            }
-        }
-    },
-}
-_ERRORS = {"model": ErrorResponse}
 
 
 def _error(error: RequestError, headers: dict[str, str] | None = None) -> JsonResponse:
     return JsonResponse({"detail": error.problems}, status_code=error.status, headers=headers)
 
 
+def _unauthorized(state: ServingState, route: str) -> JsonResponse:
+    """401 for a request without the service token: counted as rejected, nothing else done."""
+    state.metrics.rejected_requests.labels(route, "401").inc()
+    detail = "send Authorization: Bearer <serving.token>"
+    problem = security.problem(security.AUTHORIZATION, security.UNAUTHORIZED, detail)
+    return JsonResponse({"detail": [problem]}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 def _overloaded(
     state: ServingState,
     route: str,
-    reason: str = "overloaded",
+    reason: str = openapi.OVERLOADED,
     detail: str = "too many requests in progress; retry later",
 ) -> JsonResponse:
     state.metrics.overload.labels(route).inc()
@@ -228,22 +139,32 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
     app.state.serving = state
     generate_openapi = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        schema = generate_openapi()
-        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-        schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "serving.token"}
-        return schema
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.complete(generate_openapi(), config)
+        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = document  # type: ignore[method-assign]
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        """The router's own refusals (404, 405) in the service's one error shape, headers (Allow) kept."""
+        problem = security.problem(None, openapi.http_reason(error.status_code), str(error.detail))
+        return JsonResponse({"detail": [problem]}, status_code=error.status_code, headers=error.headers)
 
     @app.get(
         "/v1/feed",
         summary="A page of the user's For-You feed",
+        description=openapi.FEED_DESCRIPTION,
         response_class=JsonResponse,
-        responses={200: {"model": FeedResponse}, 422: _ERRORS, 503: _ERRORS},
-        openapi_extra={"parameters": FEED_PARAMETERS_DOC},
+        responses=openapi.feed_responses(),
+        openapi_extra={"parameters": openapi.feed_parameters(config), "security": openapi.SECURITY},
     )
     async def feed(request: Request) -> Response:
+        # The token first: a request without it costs nothing and changes nothing (no impressions,
+        # no seen state, no metric but the rejection).
+        if not security.authorized(request.headers.get("authorization"), serving.token):
+            return _unauthorized(state, "feed")
         if in_flight["feed"] >= serving.max_in_flight:
             return _overloaded(state, "feed")
         in_flight["feed"] += 1
@@ -280,27 +201,15 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
     @app.post(
         "/v1/events",
         summary="Collect client events (impressions, plays, likes ...) into Kafka",
+        description=openapi.EVENTS_DESCRIPTION,
         status_code=202,
         response_class=JsonResponse,
-        responses={202: {"model": Accepted}, 401: _ERRORS, 413: _ERRORS, 422: _ERRORS, 503: _ERRORS},
-        openapi_extra={"requestBody": EVENTS_BODY_DOC, "security": [{"bearer": []}]},
+        responses=openapi.events_responses(),
+        openapi_extra={"requestBody": openapi.events_body(config), "security": openapi.SECURITY},
     )
     async def events(request: Request) -> Response:
         if not security.authorized(request.headers.get("authorization"), serving.token):
-            state.metrics.rejected_requests.labels("events", "401").inc()
-            return JsonResponse(
-                {
-                    "detail": [
-                        {
-                            "field": "authorization",
-                            "reason": "unauthorized",
-                            "detail": "send Authorization: Bearer <serving.token>",
-                        }
-                    ]
-                },
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            return _unauthorized(state, "events")
         if in_flight["events"] >= serving.max_in_flight:
             return _overloaded(state, "events")
         in_flight["events"] += 1
@@ -320,14 +229,12 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
             in_flight["events"] -= 1
         producer = state.producer
         if producer is None:
-            return _overloaded(state, "events", "kafka_unavailable", f"no Kafka producer: {state.producer_error}")
-        if producer.room() < len(batch):
+            return _overloaded(state, "events", "kafka_unavailable", "no Kafka producer (see the service log)")
+        if producer.room() < len(batch):  # produce nothing rather than part of the batch
             return _overloaded(state, "events", "kafka_backlog", "the Kafka producer's queue is full; retry later")
+        in_flight["events"] += 1  # waiting for Kafka's acknowledgements is in flight too
         try:
-            for event in batch:
-                producer.produce(EVENT, event["user_id"].encode(), orjson.dumps(event))
-            state.metrics.events_accepted.inc(len(batch))
-            record_engagement(batch, now_ms)
+            delivery = await producer.deliver(EVENT, [(e["user_id"].encode(), orjson.dumps(e)) for e in batch])
         except Exception:
             log.exception("events could not be handed over")
             state.metrics.errors.labels("events").inc()
@@ -339,9 +246,31 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
                 },
                 status_code=500,
             )
+        finally:
+            in_flight["events"] -= 1
+        delivered = [batch[i] for i in delivery.delivered]
+        state.metrics.events_accepted.inc(len(delivered))
+        try:
+            record_engagement(delivered, now_ms)
+        except Exception:  # the events are in Kafka all the same: the answer must say so
+            log.exception("the engagement of delivered events could not be recorded")
+            state.metrics.errors.labels("events").inc()
+        if not delivery.complete:
+            # Exactly what Kafka acknowledged: the client resends the rest (resending all is harmless too,
+            # event ids deduplicate downstream).
+            return JsonResponse(
+                {"detail": delivery.problems(), "delivered": delivery.delivered},
+                status_code=503,
+                headers={"Retry-After": str(serving.retry_after_s)},
+            )
         return JsonResponse({"accepted": len(batch)}, status_code=202)
 
-    @app.get("/healthz", summary="The process is up", response_class=JsonResponse)
+    @app.get(
+        "/healthz",
+        summary="The process is up",
+        response_class=JsonResponse,
+        responses={200: {"model": openapi.Health}},
+    )
     async def healthz() -> Response:
         return JsonResponse({"status": "ok"})
 
@@ -349,17 +278,21 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
         "/readyz",
         summary="Ready to serve: ranker loaded, online store reachable, recall loaded",
         response_class=JsonResponse,
-        responses={200: {"model": Readiness}, 503: {"model": Readiness}},
+        responses={
+            200: {"model": openapi.Readiness, "description": "Ready."},
+            503: {"model": openapi.Readiness, "description": "Not ready: `failing` names what is missing."},
+        },
     )
     async def readyz() -> Response:
         ready, checks = state.readiness()
-        return JsonResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        failing = [name for name, check in checks.items() if not check["ok"]]
+        return JsonResponse({"ready": ready, "failing": failing, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get(
         "/metrics",
         summary="Prometheus metrics",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"description": "The Prometheus text format.", "content": {"text/plain": openapi.TEXT}}},
     )
     async def metrics() -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -94,8 +94,13 @@ class FeatureKeys:
         if "user" in self.entities:
             keys[VIEWS["user"]] = [self.user_id]
         if "user_topic" in self.entities and self.topics:
-            keys[VIEWS["user_topic"]] = [f"{self.user_id}{KEY_SEPARATOR}{topic}" for topic in self.topics]
+            keys[VIEWS["user_topic"]] = user_topic_keys(self.user_id, self.topics)
         return keys
+
+
+def user_topic_keys(user_id: str, topics: Sequence[str]) -> list[str]:
+    """The ``user_topic_features`` keys of ``user_id`` for ``topics``."""
+    return [f"{user_id}{KEY_SEPARATOR}{topic}" for topic in topics]
 
 
 def feature_keys(
@@ -213,19 +218,29 @@ def _vectors(entity: str, rows: Mapping[str, Values | np.ndarray], keys: Sequenc
     return np.vstack(found)
 
 
-def assemble(keys: FeatureKeys, rows: Mapping[str, Mapping[str, Values]], context: RequestContext) -> ModelInputs:
-    """The model inputs of every candidate of ``keys`` from ``read_many`` rows (module docstring)."""
+def assemble(
+    keys: FeatureKeys,
+    rows: Mapping[str, Mapping[str, Values]],
+    context: RequestContext,
+    videos: np.ndarray | None = None,
+) -> ModelInputs:
+    """The model inputs of every candidate of ``keys`` from ``read_many`` rows (module docstring).
+
+    ``videos``: the candidates' video features as :meth:`~reelhouse.serving.videos.VideoFeatureTable.lookup`
+    gives them (the service's path); without it they come from ``rows`` like the other entities."""
     n = len(keys.video_ids)
     numeric = np.full((n, len(NUMERIC_COLUMNS)), np.nan)
     if "video" in keys.entities:
-        numeric[:, BLOCKS["video"]] = _vectors("video", rows.get(VIEWS["video"], {}), keys.video_ids)
+        if videos is None:
+            videos = _vectors("video", rows.get(VIEWS["video"], {}), keys.video_ids)
+        numeric[:, BLOCKS["video"]] = videos
     if "user" in keys.entities:
         numeric[:, BLOCKS["user"]] = _vectors("user", rows.get(VIEWS["user"], {}), [keys.user_id])
     if "user_topic" in keys.entities and keys.topics:
         per_topic = _vectors(
             "user_topic",
             rows.get(VIEWS["user_topic"], {}),
-            [f"{keys.user_id}{KEY_SEPARATOR}{topic}" for topic in keys.topics],
+            user_topic_keys(keys.user_id, keys.topics),
         )
         known = keys.topic_of >= 0
         numeric[np.flatnonzero(known), BLOCKS["user_topic"]] = per_topic[keys.topic_of[known]]

@@ -3,18 +3,21 @@
 Stages and what each does when something fails (the response then lists the reason in
 ``degraded`` and ``reelhouse_feed_fallbacks_total`` counts it; the request still answers 200):
 
-* recall: the user's state (seen, recent engagement) is read from the online store within
-  ``serving.budgets.recall_ms``; without it (``state_unavailable``) only this process's own
-  record of the user is excluded and realtime recall has no seeds. The in-memory index cannot
-  be slow; tables missing at start give ``candidates_unavailable`` (exploration only), a
-  variant whose sources recall nothing for the user ``recall_empty`` (trending tops up), a user
-  with seeds but no neighbours table ``neighbours_unavailable``.
-* features: one ``read_many`` of the user, every candidate and every (user, topic) row within
-  ``budgets.features_ms``; without it (``features_unavailable``) the candidates are ordered by
-  trending instead of the ranker.
-* rank: the ranker runs on the rank pool within ``budgets.rank_ms``; a ranker that is not loaded
-  (``model_unavailable``), fails (``rank_failed``) or is late (``rank_timeout``) gives way to the
-  trending order. A reference whose newest version could not be loaded ranks with the previous
+* store: one online-store read per request, within ``serving.budgets.store_ms``: the user's state
+  (seen, recent engagement) and, when the ranker reads them, the user's feature row and the user x
+  topic rows of every topic (the topics are few; a catalogue with more than ``PREFETCH_TOPICS``
+  reads its candidates' topics in a second read after recall). Without an answer
+  (``state_unavailable``) only this process's own record of the user is excluded and realtime
+  recall has no seeds, and a model ranker has no user features (``features_unavailable``).
+* recall: the in-memory index cannot be slow; tables missing at start give
+  ``candidates_unavailable`` (exploration only), a variant whose sources recall nothing for the
+  user ``recall_empty`` (trending tops up), a user with seeds but no neighbours table
+  ``neighbours_unavailable``.
+* features: the candidates' video rows come from the process's in-memory copy of
+  ``video_features`` (videos.py), the user's rows from the store read; with the copy not loaded
+  yet, or the user's rows unread, the candidates are ordered by trending (``features_unavailable``).
+* rank: the ranker scores on the request's thread (see ``_rank``); a ranker that is not loaded
+  (``model_unavailable``) or fails (``rank_failed``) gives way to the trending order. A reference whose newest version could not be loaded ranks with the previous
   one (``ranker_stale``).
 * rerank: pure CPU (rerank.py).
 
@@ -27,7 +30,6 @@ and to the state writer as seen.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -45,12 +47,14 @@ from reelhouse.experiments.bucketing import Assignment
 from reelhouse.recall.blend import EXPLORATION
 from reelhouse.serving.collector import IMPRESSION
 from reelhouse.serving.features import (
+    VIEWS,
     FeatureDecoder,
     FeatureKeys,
     ModelInputs,
     RequestContext,
     assemble,
     feature_keys,
+    user_topic_keys,
 )
 from reelhouse.serving.ranking import TRENDING, ModelRanker, Ranker, request_seed
 from reelhouse.serving.recall import Candidates, RecallIndex
@@ -61,6 +65,8 @@ from reelhouse.serving.state import RECENT_VIEW, SEEN_VIEW, ServingState, StoreU
 log = logging.getLogger(__name__)
 
 _EMPTY = np.zeros(0, dtype=np.int32)
+PREFETCH_TOPICS = 256  # user x topic rows read with the user's state when the catalogue has at most this many topics
+Rows = dict[str, dict[str, Any]]  # what OnlineStore.read_many returns
 
 
 def new_request_id() -> str:
@@ -109,11 +115,16 @@ class FeedPipeline:
         )  # fmt: skip
         variant = request.variant
         ranker_ref = variant.ranker if variant is not None else f"alias:{serving.ranker_alias}"
+        ranker, ref_state = state.rankers.get(ranker_ref)
+        if ref_state is not None and ref_state.stale:
+            request.degraded.append("ranker_stale")
 
-        user_code, candidates = await self._recall(request)
+        rows = await self._read(request, ranker)
+        t_store = time.perf_counter()
+        user_code, candidates = self._recall(request, rows)
         t_recall = time.perf_counter()
         video_ids = request.index.videos.ids(candidates.video)
-        ranker, inputs = await self._features(request, ranker_ref, user_code, candidates, video_ids)
+        inputs = await self._features(request, ranker, rows, user_code, candidates, video_ids)
         t_features = time.perf_counter()
         scores, label = await self._scores(request, ranker, inputs, candidates)
         t_rank = time.perf_counter()
@@ -153,7 +164,8 @@ class FeedPipeline:
 
         metrics = state.metrics
         stage = metrics.stage
-        stage["recall"].observe(t_recall - started)
+        stage["store"].observe(t_store - started)
+        stage["recall"].observe(t_recall - t_store)
         stage["features"].observe(t_features - t_recall)
         stage["rank"].observe(t_rank - t_features)
         stage["rerank"].observe(t_rerank - t_rank)
@@ -164,19 +176,34 @@ class FeedPipeline:
             metrics.fallbacks.labels(reason).inc()
         return body
 
-    async def _recall(self, request: _Request) -> tuple[int, Candidates]:
-        """The user's state from the store (within the recall budget), then the in-memory recall."""
-        user_id, index, now_ms = request.params.user_id, request.index, request.now_ms
-        seen_ids, engaged_ids = self.state.writer.overlay(user_id)
-        ttl_ms = int(self.serving.seen_ttl_h * 3_600_000)
+    async def _read(self, request: _Request, ranker: Ranker | None) -> Rows | None:
+        """The request's one online-store read, within ``budgets.store_ms``: the user's state rows
+        and, when the ranker reads them, the user's feature row and user x topic rows for every
+        topic of the catalogue (up to ``PREFETCH_TOPICS``; beyond, the candidates' topics are read
+        after recall). None when the store did not answer (``state_unavailable``)."""
+        user_id = request.params.user_id
+        keys: dict[str, list[str]] = {SEEN_VIEW: [user_id], RECENT_VIEW: [user_id]}
+        entities = ranker.entities if ranker is not None else ()
+        if "user" in entities:
+            keys[VIEWS["user"]] = [user_id]
+        topics = request.index.topics
+        if "user_topic" in entities and 0 < len(topics) <= PREFETCH_TOPICS:
+            keys[VIEWS["user_topic"]] = user_topic_keys(user_id, topics)
         try:
-            rows = await self.state.store.read_many(
-                {SEEN_VIEW: [user_id], RECENT_VIEW: [user_id]}, self.budgets.recall_ms / 1000, "state"
-            )
-            seen_ids = live_videos(rows.get(SEEN_VIEW, {}).get(user_id), now_ms, ttl_ms) + seen_ids
-            engaged_ids = live_videos(rows.get(RECENT_VIEW, {}).get(user_id), now_ms, ttl_ms) + engaged_ids
+            return await self.state.store.read_many(keys, self.budgets.store_ms / 1000, "request", self.decoder)
         except StoreUnavailable:
             request.degraded.append("state_unavailable")
+            return None
+
+    def _recall(self, request: _Request, rows: Rows | None) -> tuple[int, Candidates]:
+        """The in-memory recall, excluding what the user has seen (the store's rows and this
+        process's own record of the user)."""
+        user_id, index, now_ms = request.params.user_id, request.index, request.now_ms
+        seen_ids, engaged_ids = self.state.writer.overlay(user_id)
+        if rows is not None:
+            ttl_ms = int(self.serving.seen_ttl_h * 3_600_000)
+            seen_ids = live_videos(rows.get(SEEN_VIEW, {}).get(user_id), now_ms, ttl_ms) + seen_ids
+            engaged_ids = live_videos(rows.get(RECENT_VIEW, {}).get(user_id), now_ms, ttl_ms) + engaged_ids
         recall = self.config.recall
         user_code = index.user_code(user_id)
         seen = np.unique(index.videos.codes(seen_ids)) if seen_ids else _EMPTY
@@ -203,31 +230,48 @@ class FeedPipeline:
         return user_code, candidates
 
     async def _features(
-        self, request: _Request, ranker_ref: str, user_code: int, candidates: Candidates, video_ids: list[str]
-    ) -> tuple[Ranker | None, ModelInputs | None]:
-        """The ranker this request uses and, when it reads features, one batched read of them."""
-        ranker, ref_state = self.state.rankers.get(ranker_ref)
-        if ref_state is not None and ref_state.stale:
-            request.degraded.append("ranker_stale")
+        self,
+        request: _Request,
+        ranker: Ranker | None,
+        rows: Rows | None,
+        user_code: int,
+        candidates: Candidates,
+        video_ids: list[str],
+    ) -> ModelInputs | None:
+        """The model inputs of the candidates: video rows from the in-memory table, the user's rows
+        from the request's store read. None when the ranker needs none or they are unavailable."""
         if ranker is None:
             request.degraded.append("model_unavailable")
-            return None, None
-        if not ranker.entities or not len(candidates):
-            return ranker, None
+            return None
+        entities = ranker.entities
+        if not entities or not len(candidates):
+            return None
+        videos = self.state.videos
+        if ("video" in entities and not videos.loaded) or (rows is None and set(entities) - {"video"}):
+            request.degraded.append("features_unavailable")
+            return None
         index, params = request.index, request.params
         keys: FeatureKeys = feature_keys(
-            params.user_id, video_ids, index.video_topic[candidates.video], index.topics, ranker.entities
+            params.user_id, video_ids, index.video_topic[candidates.video], index.topics, entities
         )
-        try:
-            rows = await self.state.store.read_many(
-                keys.views(), self.budgets.features_ms / 1000, "features", self.decoder
-            )
-        except StoreUnavailable:
-            request.degraded.append("features_unavailable")
-            return ranker, None
+        rows = rows or {}
+        topic_view = VIEWS["user_topic"]
+        if "user_topic" in entities and keys.topics and topic_view not in rows:  # more topics than prefetched
+            try:
+                more = await self.state.store.read_many(
+                    {topic_view: user_topic_keys(params.user_id, keys.topics)},
+                    self.budgets.store_ms / 1000,
+                    "topics",
+                    self.decoder,
+                )
+            except StoreUnavailable:
+                request.degraded.append("features_unavailable")
+                return None
+            rows = {**rows, **more}
         country, age_group = index.user_attributes(user_code)
         context = RequestContext(params.os, params.network, country, age_group, request.now.hour)
-        return ranker, assemble(keys, rows, context)
+        video_block = videos.lookup(video_ids, request.now_ms) if "video" in entities else None
+        return assemble(keys, rows, context, video_block)
 
     async def _scores(
         self, request: _Request, ranker: Ranker | None, inputs: ModelInputs | None, candidates: Candidates
@@ -237,28 +281,29 @@ class FeedPipeline:
         if ranker is not None and not n:
             return np.zeros(0), ranker.label
         if ranker is not None and (inputs is not None or not ranker.entities):
-            scores = await self._rank(ranker, inputs, n, request.request_id, request.degraded)
+            scores = self._rank(ranker, inputs, n, request.request_id, request.degraded)
             if scores is not None:
                 return scores, ranker.label
         trending = request.index.trending_score_of[candidates.video].astype(np.float64)
         return np.nan_to_num(trending, nan=0.0), TRENDING
 
-    async def _rank(
+    def _rank(
         self, ranker: Ranker, inputs: ModelInputs | None, n: int, request_id: str, degraded: list[str]
     ) -> np.ndarray | None:
-        seed = request_seed(request_id)
-        if not ranker.entities:  # the random baseline: microseconds, no need for the pool
-            return ranker.score(inputs, n, seed)
-        future = asyncio.wrap_future(self.state.rank_pool.submit(ranker.score, inputs, n, seed))
+        """The ranker's scores, computed on the request's own thread: scoring a few hundred rows is
+        a millisecond or two of CPU (the LightGBM fast path releases the GIL meanwhile), which a hand-over
+        to a thread pool would only add to (measured: docs/serving.md). Scoring that takes longer than
+        ``budgets.rank_ms`` is still used, and counted in ``reelhouse_rank_over_budget_total``: a model
+        too large for the budget shows there, and the fix is a smaller model or more workers."""
+        started = time.perf_counter()
         try:
-            scores = await asyncio.wait_for(future, self.budgets.rank_ms / 1000)
-        except TimeoutError:
-            degraded.append("rank_timeout")
-            return None
+            scores = ranker.score(inputs, n, request_seed(request_id))
         except Exception:  # noqa: BLE001 - a model that fails on today's inputs must not fail the feed
             log.exception("ranker %s failed", ranker.label)
             degraded.append("rank_failed")
             return None
+        if time.perf_counter() - started > self.budgets.rank_ms / 1000:
+            self.state.metrics.rank_over_budget.inc()
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (n,):
             degraded.append("rank_failed")

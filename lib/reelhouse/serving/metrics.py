@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-STAGES = ("recall", "features", "rank", "rerank", "total")
+STAGES = ("store", "recall", "features", "rank", "rerank", "total")
 # Seconds; fine below 50 ms, where the latency target of a feed request sits.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 
@@ -65,7 +65,9 @@ class ServingMetrics:
             ["route", "status"],
             registry=r,
         )
-        self.events_accepted = Counter("reelhouse_events_accepted", "Client events handed to Kafka.", registry=r)
+        self.events_accepted = Counter(
+            "reelhouse_events_accepted", "Client events Kafka acknowledged (POST /v1/events).", registry=r
+        )
         self.produced = Counter(
             "reelhouse_kafka_delivered",
             "Messages the broker acknowledged, by kind (impression, event).",
@@ -79,6 +81,18 @@ class ServingMetrics:
             "reelhouse_state_writes",
             "Seen / recent-engagement updates written to the online store, by outcome.",
             ["outcome"],
+            registry=r,
+        )
+        self.state_dropped_videos = Counter(
+            "reelhouse_state_dropped_videos",
+            "Seen / engaged videos dropped from the state writer's buffer before they reached the store, by "
+            "reason: `evicted` (the buffer was full: lost), `trimmed` (beyond the newest a user's list keeps).",
+            ["reason"],
+            registry=r,
+        )
+        self.store_purged = Counter(
+            "reelhouse_store_purged",
+            "Expired rows (SQLite) or change-log entries of deleted rows (Redis) the service's purge removed.",
             registry=r,
         )
         self.model_loads = Counter(
@@ -98,6 +112,20 @@ class ServingMetrics:
         )
         self.table_reloads = Counter(
             "reelhouse_recall_reloads", "Recall index rebuilds from Delta, by outcome.", ["outcome"], registry=r
+        )
+        self.rank_over_budget = Counter(
+            "reelhouse_rank_over_budget",
+            "Feed requests whose ranker took longer than serving.budgets.rank_ms (the scores are still used).",
+            registry=r,
+        )
+        self.video_rows = Gauge(
+            "reelhouse_video_features_rows", "Videos whose online features this process holds in memory.", registry=r
+        )
+        self.video_refreshes = Counter(
+            "reelhouse_video_features_refreshes",
+            "Refreshes of the in-memory video features from the online store, by outcome.",
+            ["outcome"],
+            registry=r,
         )
         self.store_failures = Counter(
             "reelhouse_store_failures",

@@ -9,6 +9,7 @@ models, and they share the user state through the online store.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -21,6 +22,7 @@ from reelhouse.config import ReelhouseConfig, load_config
 from reelhouse.config.loader import DEFAULT_CONFIG_ENV
 from reelhouse.errors import ReelhouseError
 from reelhouse.serving.app import create_app
+from reelhouse.serving.collector import delivery_wait_s
 from reelhouse.serving.security import require_token
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,16 @@ log = logging.getLogger(__name__)
 ROUTES = "GET /v1/feed, POST /v1/events, GET /healthz, GET /readyz, GET /metrics"
 
 
-def _uvicorn_settings() -> dict[str, object]:
-    return {"loop": "auto", "http": "auto", "lifespan": "on", "access_log": False, "timeout_graceful_shutdown": 5}
+def _uvicorn_settings(config: ReelhouseConfig) -> dict[str, object]:
+    # A graceful shutdown lets event posts in progress get Kafka's answer (they wait at most
+    # delivery_wait_s); the producer then flushes the rest for serving.shutdown_flush_s.
+    return {
+        "loop": "auto",
+        "http": "auto",
+        "lifespan": "on",
+        "access_log": False,
+        "timeout_graceful_shutdown": math.ceil(delivery_wait_s(config.serving)),
+    }
 
 
 def app_from_environment():  # noqa: ANN201 - a FastAPI app, for uvicorn's factory mode
@@ -52,7 +62,7 @@ def run_server(
         raise ReelhouseError(f"--workers must be at least 1, got {workers}")
     log.info("feed service on http://%s:%d (%s), %d worker%s", host, port, ROUTES, workers, "" if workers == 1 else "s")
     if workers == 1:
-        uvicorn.run(create_app(config), host=host, port=port, **_uvicorn_settings())
+        uvicorn.run(create_app(config), host=host, port=port, **_uvicorn_settings(config))
         return
     if config_path is None:
         raise ReelhouseError("several workers load the config themselves: pass --config")
@@ -63,7 +73,7 @@ def run_server(
         host=host,
         port=port,
         workers=workers,
-        **_uvicorn_settings(),
+        **_uvicorn_settings(config),
     )
 
 
@@ -82,7 +92,7 @@ class ServingServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", **_uvicorn_settings()))
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", **_uvicorn_settings(config)))
         self._thread = threading.Thread(target=self._run, name="reelhouse-serving", daemon=True)
         self._error: BaseException | None = None
 

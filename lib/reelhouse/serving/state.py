@@ -44,6 +44,7 @@ from reelhouse.serving.collector import EventProducer
 from reelhouse.serving.metrics import ServingMetrics
 from reelhouse.serving.ranking import RankerRegistry
 from reelhouse.serving.recall import RecallIndex, RecallTables
+from reelhouse.serving.videos import VideoFeatureTable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ HEALTH_S = 2.0  # how often the health thread probes (and, when down, reopens) t
 FLUSH_S = 0.02  # how often the state writer writes what requests recorded
 OVERLAY_GRACE_S = 5.0  # how long written entries stay in the overlay (covers reads begun before the write)
 MAX_PENDING_USERS = 100_000  # users with unwritten state kept while the store is down; beyond, the oldest go
+# Videos the state writer holds, written (still in the overlay) or not: about 80 bytes each, so
+# about 80 MB. At 200 feeds of 10 videos a second that is some 8 minutes of a store outage; beyond,
+# the least recently active users' videos go (reelhouse_state_dropped_videos{reason="evicted"}).
+MAX_PENDING_VIDEOS = 1_000_000
 MAX_USERS_PER_WRITE = 1_000  # users per store call of the state writer (bounds a write transaction)
 RETRY_MAX_S = 5.0  # longest wait between the state writer's attempts while the store is down
 
@@ -222,6 +227,23 @@ class StoreClient:
         if self.metrics is not None:
             self.metrics.store_failures.labels(call, kind).inc()
 
+    def purge(self) -> int:
+        """Purge poller: delete expired rows through the health thread's client (SQLite keeps them until
+        asked; Redis drops the change-log entries of rows it expired); returns how many went."""
+        probe = self._probe
+        if probe is None:
+            return 0
+        try:
+            purged = probe.purge_expired()
+        except Exception as e:  # noqa: BLE001 - the store is down or was just reopened: the next purge will do
+            log.warning("online store purge failed: %s: %s", type(e).__name__, e)
+            return 0
+        if purged:
+            log.info("purged %d expired rows (or their change-log entries) from the online store", purged)
+        if self.metrics is not None:
+            self.metrics.store_purged.inc(purged)
+        return purged
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         for store in [*self._clients, *([self._probe] if self._probe is not None else [])]:
@@ -271,14 +293,60 @@ def live_videos(values: Mapping[str, Any] | None, now_ms: int, ttl_ms: int) -> l
 
 
 @dataclass
-class _Pending:
-    """A user's videos recorded by this process; ``written_*`` of them have reached the store."""
+class _Videos:
+    """One of a user's pending lists, oldest first.
 
-    seen: list[tuple[str, int]] = field(default_factory=list)
-    engaged: list[tuple[str, int]] = field(default_factory=list)
-    written_seen: int = 0
-    written_engaged: int = 0
+    Positions count every video ever appended to the list, trimmed ones included, so the writer's
+    "written up to position p" stays right while requests append and the bound trims the front.
+    """
+
+    items: list[tuple[str, int]] = field(default_factory=list)
+    start: int = 0  # position of items[0]
+    written: int = 0  # the videos before this position reached the store (or were trimmed)
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.items)
+
+    @property
+    def unwritten(self) -> int:
+        return self.end - self.written
+
+    def unwritten_items(self) -> list[tuple[str, int]]:
+        return self.items[self.written - self.start :]
+
+    def trim(self, keep: int) -> int:
+        """Keep the newest ``keep`` videos; returns how many unwritten ones went."""
+        extra = len(self.items) - keep
+        if extra <= 0:
+            return 0
+        del self.items[:extra]
+        self.start += extra
+        lost = max(0, self.start - self.written)
+        self.written = max(self.written, self.start)
+        return lost
+
+    def forget_written(self) -> None:
+        """Drop the videos the store has."""
+        del self.items[: self.written - self.start]
+        self.start = self.written
+
+
+@dataclass
+class _Pending:
+    """A user's videos recorded by this process (``seen``, ``engaged``)."""
+
+    seen: _Videos = field(default_factory=_Videos)
+    engaged: _Videos = field(default_factory=_Videos)
     expires: float = float("inf")  # monotonic time after which a fully written entry is dropped
+
+    @property
+    def size(self) -> int:
+        return len(self.seen.items) + len(self.engaged.items)
+
+    @property
+    def unwritten(self) -> int:
+        return self.seen.unwritten + self.engaged.unwritten
 
 
 class StateWriter:
@@ -288,6 +356,12 @@ class StateWriter:
     videos every ``FLUSH_S``, at most ``MAX_USERS_PER_WRITE`` per store call. When the store fails
     the videos stay pending and the thread waits longer before each new attempt (up to
     ``RETRY_MAX_S``), so a store that is down is not hammered.
+
+    The buffer is bounded, so a store down for long costs state, not memory: a user's lists keep
+    their newest ``seen_max`` / ``recent_max`` videos (the row keeps no more), and beyond
+    ``max_pending_users`` users or ``max_pending_videos`` videos the least recently active users
+    go, each counted in ``state_writes{outcome="dropped"}`` and their unwritten videos in
+    ``state_dropped_videos``.
     """
 
     def __init__(
@@ -297,14 +371,18 @@ class StateWriter:
         recent_max: int,
         ttl_ms: int,
         metrics: ServingMetrics | None = None,
+        max_pending_users: int = MAX_PENDING_USERS,
+        max_pending_videos: int = MAX_PENDING_VIDEOS,
     ) -> None:
         self._open_store = open_store
         self._store: OnlineStore | None = None
         self.seen_max, self.recent_max, self.ttl_ms = seen_max, recent_max, ttl_ms
         self.metrics = metrics
-        # In order of last activity: fully written entries expire from the front.
+        self.max_pending_users, self.max_pending_videos = max_pending_users, max_pending_videos
+        # In order of last activity: fully written entries expire from the front, eviction takes the front.
         self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self._dirty: set[str] = set()  # users with videos not written yet
+        self._held = 0  # videos in self._pending, written or not
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._retry_s = 0.0
@@ -312,6 +390,11 @@ class StateWriter:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def held_videos(self) -> int:
+        """Videos in the buffer, written (still in the overlay) or not."""
+        return self._held
 
     def record(self, user_id: str, seen: Sequence[str], engaged: Sequence[str], at_ms: int) -> None:
         """Remember that ``user_id`` was shown / watched ``seen`` and engaged with ``engaged``."""
@@ -321,17 +404,35 @@ class StateWriter:
             entry = self._pending.get(user_id)
             if entry is None:
                 entry = self._pending[user_id] = _Pending()
-                while len(self._pending) > MAX_PENDING_USERS:
-                    dropped, _ = self._pending.popitem(last=False)
-                    self._dirty.discard(dropped)
-                    if self.metrics is not None:
-                        self.metrics.state_writes.labels("dropped").inc()
             else:
                 self._pending.move_to_end(user_id)
-            entry.seen.extend((video, at_ms) for video in seen)
-            entry.engaged.extend((video, at_ms) for video in engaged)
+            before = entry.size
+            entry.seen.items.extend((video, at_ms) for video in seen)
+            entry.engaged.items.extend((video, at_ms) for video in engaged)
+            trimmed = entry.seen.trim(self.seen_max) + entry.engaged.trim(self.recent_max)
+            self._held += entry.size - before
             entry.expires = float("inf")
             self._dirty.add(user_id)
+            if trimmed:
+                self._count_dropped("trimmed", trimmed)
+            while len(self._pending) > 1 and (
+                len(self._pending) > self.max_pending_users or self._held > self.max_pending_videos
+            ):
+                self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        """Drop the least recently active user; the caller holds the lock."""
+        user, entry = self._pending.popitem(last=False)
+        self._held -= entry.size
+        self._dirty.discard(user)
+        if entry.unwritten:
+            if self.metrics is not None:
+                self.metrics.state_writes.labels("dropped").inc()
+            self._count_dropped("evicted", entry.unwritten)
+
+    def _count_dropped(self, reason: str, videos: int) -> None:
+        if self.metrics is not None:
+            self.metrics.state_dropped_videos.labels(reason).inc(videos)
 
     def overlay(self, user_id: str) -> tuple[list[str], list[str]]:
         """This process's recent videos of ``user_id`` (seen, engaged; oldest first), written or not."""
@@ -339,7 +440,7 @@ class StateWriter:
             entry = self._pending.get(user_id)
             if entry is None:
                 return [], []
-            return [v for v, _ in entry.seen], [v for v, _ in entry.engaged]
+            return [v for v, _ in entry.seen.items], [v for v, _ in entry.engaged.items]
 
     def _run(self) -> None:
         while not self._stop.wait(max(FLUSH_S, self._retry_s)):
@@ -354,6 +455,7 @@ class StateWriter:
             if entry.expires > now:
                 return
             del self._pending[user]
+            self._held -= entry.size
 
     def flush(self) -> bool:
         """Write the users' unwritten videos; False when the store could not take them (they stay)."""
@@ -364,18 +466,19 @@ class StateWriter:
             for user in users:
                 entry = self._pending[user]
                 work[user] = (
-                    entry.seen[entry.written_seen :],
-                    entry.engaged[entry.written_engaged :],
-                    len(entry.seen),
-                    len(entry.engaged),
+                    entry,
+                    entry.seen.unwritten_items(),
+                    entry.engaged.unwritten_items(),
+                    entry.seen.end,
+                    entry.engaged.end,
                 )
         if not work:
             return True
         now_ms = int(time.time() * 1000)
         try:
             store = self._store = self._store or self._open_store()
-            seen = {u: w[0] for u, w in work.items() if w[0]}
-            engaged = {u: w[1] for u, w in work.items() if w[1]}
+            seen = {u: w[1] for u, w in work.items() if w[1]}
+            engaged = {u: w[2] for u, w in work.items() if w[2]}
             if seen:
                 store.read_modify_write(
                     SEEN_VIEW,
@@ -411,17 +514,19 @@ class StateWriter:
             self._retry_s = 0.0
         with self._lock:
             expires = time.monotonic() + OVERLAY_GRACE_S
-            for user, (_, _, seen_until, engaged_until) in work.items():
-                entry = self._pending.get(user)
-                if entry is None:
+            for user, (entry, _, _, seen_until, engaged_until) in work.items():
+                if self._pending.get(user) is not entry:  # evicted meanwhile (and maybe recorded again)
                     continue
-                if len(entry.seen) == seen_until and len(entry.engaged) == engaged_until:
-                    entry.written_seen, entry.written_engaged = seen_until, engaged_until
+                entry.seen.written = max(entry.seen.written, seen_until)
+                entry.engaged.written = max(entry.engaged.written, engaged_until)
+                if not entry.unwritten:
                     entry.expires = expires
                     self._dirty.discard(user)
                 else:  # more arrived meanwhile: the written part is in the store, keep the rest
-                    del entry.seen[:seen_until], entry.engaged[:engaged_until]
-                    entry.written_seen = entry.written_engaged = 0
+                    before = entry.size
+                    entry.seen.forget_written()
+                    entry.engaged.forget_written()
+                    self._held += entry.size - before
         if self.metrics is not None:
             self.metrics.state_writes.labels("written").inc(len(work))
         return True
@@ -437,6 +542,10 @@ class StateWriter:
                     break
         except Exception:  # noqa: BLE001
             log.exception("final state flush failed")
+        with self._lock:
+            lost = sum(self._pending[user].unwritten for user in self._dirty)
+        if lost:
+            log.warning("%d seen / engaged videos of %d users were not written before shutdown", lost, len(self._dirty))
         if self._store is not None:
             self._store.close()
 
@@ -486,6 +595,9 @@ class ServingState:
             config.mlflow, config.training.registered_model, ranker_refs(config), on_event=self._ranker_event
         )
         self.store = StoreClient(config.online_store, self.metrics)
+        self.videos = VideoFeatureTable()
+        self._video_store: OnlineStore | None = None  # the video refresh thread's client
+        self._video_failing = False
         self.writer = StateWriter(
             lambda: open_online_store(config.online_store),
             seen_max=config.serving.seen_max,
@@ -495,7 +607,6 @@ class ServingState:
         )
         self.producer: EventProducer | None = None
         self.producer_error: str | None = None
-        self.rank_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="reelhouse-rank")
         self.started_at: dt.datetime | None = None
         self._pollers: list[Poller] = []
 
@@ -517,6 +628,27 @@ class ServingState:
     def index(self) -> RecallIndex:
         return self.recall.current
 
+    def refresh_videos(self) -> None:
+        """Take the video feature rows written since the last refresh (videos.py); on failure the
+        values held stay in use and the next refresh reconnects."""
+        try:
+            store = self._video_store = self._video_store or open_online_store(self.config.online_store)
+            self.videos.refresh(store)
+        except Exception as e:  # noqa: BLE001 - keep serving the values held
+            self.metrics.video_refreshes.labels("failed").inc()
+            if not self._video_failing:
+                log.warning("video features not refreshed (%d held): %s: %s", len(self.videos), type(e).__name__, e)
+            self._video_failing = True
+            store, self._video_store = self._video_store, None
+            if store is not None:
+                _close_quietly(store)
+            return
+        if self._video_failing:
+            log.info("video features refreshed again")
+        self._video_failing = False
+        self.metrics.video_refreshes.labels("ok").inc()
+        self.metrics.video_rows.set(len(self.videos))
+
     def start(self) -> None:
         """Load what can be loaded (each part may fail on its own), then start the threads."""
         serving = self.config.serving
@@ -525,8 +657,9 @@ class ServingState:
         self.rankers.refresh()
         self.store.open()
         self.store.warm()
+        self.refresh_videos()
         try:
-            self.producer = EventProducer(self.config.kafka, self._kafka_outcome)
+            self.producer = EventProducer(self.config.kafka, serving, self._kafka_outcome)
             self.producer.start()
         except Exception as e:  # noqa: BLE001 - bad client settings: serve feeds, count impressions as failed
             self.producer_error = f"{type(e).__name__}: {e}"
@@ -536,6 +669,8 @@ class ServingState:
             Poller("recall-tables", serving.tables_poll_s, self.recall.refresh),
             Poller("ranker-aliases", serving.alias_poll_s, self.rankers.refresh),
             Poller("store-health", HEALTH_S, self.store.check),
+            Poller("store-purge", self.config.online_store.purge_interval_s, self.store.purge),
+            Poller("video-features", serving.video_features_refresh_s, self.refresh_videos),
         ]
         for poller in self._pollers:
             poller.start()
@@ -545,34 +680,24 @@ class ServingState:
             poller.stop()
         self.writer.close()
         if self.producer is not None:
-            left = self.producer.close()
-            if left:
-                log.warning("%d Kafka messages were still queued at shutdown", left)
+            self.producer.close()  # logs and counts, per kind, what was not delivered
         self.store.close()
-        self.rank_pool.shutdown(wait=False, cancel_futures=True)
+        if self._video_store is not None:
+            _close_quietly(self._video_store)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the default ranker is loaded, the online store answers and recall is loaded."""
+        """Ready when the default ranker is loaded, the online store answers and recall is loaded.
+
+        The checks hold only facts safe to show whoever reaches ``/readyz`` (the ref, the serving
+        label, table versions, the store type): why a part fails is exception text that names
+        hosts, paths and URIs, so it goes to the log where the failure happens, not here."""
         default = f"alias:{self.config.serving.ranker_alias}"
-        ranker, ref_state = self.rankers.get(default)
+        ranker, _ = self.rankers.get(default)
         checks = {
-            "ranker": {
-                "ok": ranker is not None,
-                "ref": default,
-                "serving": getattr(ranker, "label", None),
-                "error": ref_state.error if ref_state else None,
-            },
-            "online_store": {
-                "ok": self.store.reachable,
-                "type": self.config.online_store.type,
-                "error": self.store.last_error,
-            },
-            "recall": {
-                "ok": self.recall.loaded and self.index.has_candidates,
-                "versions": self.index.versions,
-                "error": self.recall.last_error,
-            },
-            "kafka": {"ok": self.producer is not None, "error": self.producer_error},
+            "ranker": {"ok": ranker is not None, "ref": default, "serving": getattr(ranker, "label", None)},
+            "online_store": {"ok": self.store.reachable, "type": self.config.online_store.type},
+            "recall": {"ok": self.recall.loaded and self.index.has_candidates, "versions": self.index.versions},
+            "kafka": {"ok": self.producer is not None},
         }
         ready = all(checks[name]["ok"] for name in ("ranker", "online_store", "recall"))
         return ready, checks

@@ -212,7 +212,7 @@ class _Loop:
         ledger.feed_requests += 1
         started = time.perf_counter()
         try:
-            response = await self.client.get(FEED_PATH, params=params)
+            response = await self.client.get(FEED_PATH, params=params, headers=self.auth)
         except httpx.TimeoutException as e:
             ledger.feed_failed("timeout", repr(e))
             return None

@@ -1,8 +1,9 @@
 """The Redis online store on a real redis-server (started by conftest.py on a free port).
 
 The store contract is in tests/online_behaviour.py, shared with the SQLite store; this module
-runs it on Redis and checks what is Redis's own: the key layout, expiry done by the server,
-atomic version checks between concurrent writers, and one round trip per chunk of keys.
+runs it on Redis and checks what is Redis's own: the key layout (rows and change logs), expiry
+done by the server, atomic version checks between concurrent writers, and one round trip per
+chunk of keys.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis
 from reelhouse.config import OnlineStoreConfig
 from reelhouse.online import open_online_store
 from reelhouse.online.redis import _CHUNK, RedisOnlineStore
+from reelhouse.online.store import wall_clock_ms
 from tests.integration.online.conftest import TEST_PREFIX
 from tests.online_behaviour import DEFAULT_TTL_S, OnlineStoreBehaviour, now_s, row
 
@@ -33,7 +35,10 @@ def test_one_hash_per_view_and_key_under_the_prefix(store: RedisOnlineStore, red
     t0 = now_s()
     store.write("video_features", [row("v1", 7, 10, t0)])
 
-    assert redis_client.keys("*") == [f"{TEST_PREFIX}video_features:v1".encode()]
+    assert set(redis_client.keys("*")) == {
+        f"{TEST_PREFIX}video_features:v1".encode(),
+        f"{TEST_PREFIX}~changes:video_features".encode(),  # the view's change log
+    }
     stored = redis_client.hgetall(f"{TEST_PREFIX}video_features:v1")
     expires_ms = int(t0.timestamp() * 1000) + int(DEFAULT_TTL_S * 1000)
     assert stored == {
@@ -64,6 +69,23 @@ def test_view_names_cannot_contain_the_separator(store: RedisOnlineStore):
         store.write("a:b", [row("c", 1, 1, now_s())])
     with pytest.raises(ValueError, match="':'"):
         store.read("a:b", ["c"])
+    # Row "video_features" of a view "~changes" would be the change log of view "video_features".
+    with pytest.raises(ValueError, match="'~'"):
+        store.write("~changes", [row("video_features", 1, 1, now_s())])
+    with pytest.raises(ValueError, match="'~'"):
+        store.scan("~changes")
+
+
+def test_the_change_log_scores_keys_with_the_writers_clock(store: RedisOnlineStore, redis_client: redis.Redis):
+    t0 = now_s()
+    before = wall_clock_ms()
+    store.write("video_features", [row("v1", 1, 10, t0), row("v2", 1, 20, t0)])
+    store.read_modify_write("user_seen", ["u1"], lambda key, current: row(key, 1, 1, t0))
+    after = wall_clock_ms()
+
+    for view, keys in (("video_features", {b"v1", b"v2"}), ("user_seen", {b"u1"})):
+        logged = dict(redis_client.zrange(f"{TEST_PREFIX}~changes:{view}", 0, -1, withscores=True))
+        assert logged.keys() == keys and all(before <= score <= after for score in logged.values())
 
 
 def test_a_row_expired_on_arrival_is_not_written(store: RedisOnlineStore, redis_client: redis.Redis):
@@ -71,7 +93,9 @@ def test_a_row_expired_on_arrival_is_not_written(store: RedisOnlineStore, redis_
     assert store.write("video_features", [row("v1", 1, 10, t0, expires_at=t0 - dt.timedelta(seconds=1))]) == 0
     week_old = t0 - dt.timedelta(days=7)
     assert store.write("video_features", [row("v2", 1, 20, week_old)]) == 0  # feature time + default TTL passed
-    assert redis_client.dbsize() == 0
+    assert redis_client.keys("*") == [f"{TEST_PREFIX}~changes:video_features".encode()]  # logged, not stored
+    assert store.scan("video_features")[0] == {}
+    assert store.purge_expired() == 2 and redis_client.dbsize() == 0
 
 
 def test_an_expired_newer_version_removes_the_older_row(store: RedisOnlineStore, redis_client: redis.Redis):
@@ -79,11 +103,11 @@ def test_an_expired_newer_version_removes_the_older_row(store: RedisOnlineStore,
     t0 = now_s()
     store.write("video_features", [row("v1", 1, 10, t0)])
     assert store.write("video_features", [row("v1", 2, 20, t0, expires_at=t0 - dt.timedelta(seconds=1))]) == 1
-    assert redis_client.dbsize() == 0
+    assert not redis_client.exists(f"{TEST_PREFIX}video_features:v1")
     assert store.read("video_features", ["v1"])["v1"] is None
 
 
-def test_redis_expires_rows_itself_and_there_is_nothing_to_purge(store: RedisOnlineStore, redis_client: redis.Redis):
+def test_redis_expires_rows_itself_and_the_purge_clears_their_log(store: RedisOnlineStore, redis_client: redis.Redis):
     # Lifetimes long enough for a busy machine to store the rows before they are due.
     now = dt.datetime.now(dt.UTC)
     soon = now + dt.timedelta(milliseconds=800)
@@ -99,8 +123,51 @@ def test_redis_expires_rows_itself_and_there_is_nothing_to_purge(store: RedisOnl
     got = store.read("video_features", ["v1", "v2", "v3"])
     assert got["v1"] is None and got["v2"] is None and got["v3"] is not None
     assert redis_client.exists(f"{TEST_PREFIX}video_features:v1", f"{TEST_PREFIX}video_features:v2") == 0
+    changes = f"{TEST_PREFIX}~changes:video_features"
+    assert redis_client.zcard(changes) == 3  # the log does not follow Redis's expiry ...
+    assert store.purge_expired() == 2  # ... the purge does
+    assert redis_client.zrange(changes, 0, -1) == [b"v3"]
     assert store.purge_expired() == 0
-    assert redis_client.dbsize() == 1
+    assert set(redis_client.keys("*")) == {f"{TEST_PREFIX}video_features:v3".encode(), changes.encode()}
+
+
+def test_a_purge_keeps_the_log_entry_of_a_row_written_while_it_runs(
+    store: RedisOnlineStore, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+):
+    # The row is gone when the purge checks it, and written again (row, then log entry) before the
+    # purge removes the entry: without the second check the row would be live and unlogged.
+    t0 = now_s()
+    store.write("video_features", [row("v1", 1, 10, t0)])
+    redis_client.delete(f"{TEST_PREFIX}video_features:v1")  # as Redis does when a row expires
+    check_rows = store._exists
+    checks = 0
+
+    def exists_then_rewritten(view: str, keys: list[str]) -> list[bool]:
+        nonlocal checks
+        found = check_rows(view, keys)
+        checks += 1
+        if checks == 1:
+            store.write("video_features", [row("v1", 2, 20, t0)])
+        return found
+
+    monkeypatch.setattr(store, "_exists", exists_then_rewritten)
+    assert store.purge_expired() == 0
+    assert store.scan("video_features")[0]["v1"][0] == 2
+
+
+def test_a_purge_reads_only_its_own_prefix(redis_url: str, redis_client: redis.Redis):
+    t0 = now_s()
+    odd = RedisOnlineStore(redis_url, key_prefix="a*[b]?:")  # glob characters, taken literally
+    other = RedisOnlineStore(redis_url, key_prefix="aXbY:")  # what the prefix would match as a pattern
+    try:
+        for store in (odd, other):
+            store.write("video_features", [row("v1", 1, 10, t0)])
+        redis_client.delete("aXbY:video_features:v1", "a*[b]?:video_features:v1")
+        assert odd.purge_expired() == 1
+        assert redis_client.zcard("aXbY:~changes:video_features") == 1
+    finally:
+        odd.close()
+        other.close()
 
 
 def test_a_replacement_without_expiry_clears_the_old_one(redis_url: str, redis_client: redis.Redis):
@@ -210,7 +277,14 @@ def test_close_releases_the_connections(redis_url: str, redis_client: redis.Redi
 
 
 def test_the_factory_opens_the_configured_redis_store(redis_url: str, redis_client: redis.Redis):
-    config = OnlineStoreConfig(type="redis", redis_url=redis_url, key_prefix="factory:", ttl_s=10)
+    config = OnlineStoreConfig(
+        type="redis",
+        redis_url=redis_url,
+        key_prefix="factory:",
+        ttl_s=10,
+        redis_socket_timeout_s=0.7,
+        redis_connect_timeout_s=0.9,
+    )
     store = open_online_store(config)
     try:
         assert isinstance(store, RedisOnlineStore)
@@ -218,6 +292,11 @@ def test_the_factory_opens_the_configured_redis_store(redis_url: str, redis_clie
         t0 = now_s()
         assert store.write("video_features", [row("v1", 1, 10, t0)]) == 1
         assert store.read("video_features", ["v1"], now=t0)["v1"].expires_at == t0 + dt.timedelta(seconds=10)
-        assert redis_client.keys("*") == [b"factory:video_features:v1"]
+        assert set(redis_client.keys("*")) == {b"factory:video_features:v1", b"factory:~changes:video_features"}
+        connection = store._pool.make_connection()  # the configured timeouts, not redis-py's defaults
+        assert (connection.socket_timeout, connection.socket_connect_timeout) == (
+            config.redis_socket_timeout_s,
+            config.redis_connect_timeout_s,
+        )
     finally:
         store.close()

@@ -47,6 +47,7 @@ from reelhouse.training.columns import CATEGORICAL_COLUMNS, LABEL, NUMERIC_COLUM
 from tests.integration.conftest import build_test_config
 
 TOKEN = "serving-test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # what the app's gateway sends with every call
 COUNTRIES = ("US", "BR", "IN", "DE", "GB")
 AGE_GROUPS = ("13-17", "18-24", "25-34", "35-44", "45+")
 TABLE_SOURCES = ("als", "covisit", "topic", "popularity")

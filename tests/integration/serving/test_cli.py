@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import free_ports
-from tests.integration.serving.conftest import ServingEnvironment
+from tests.integration.serving.conftest import AUTH, ServingEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_reelhouse_serve_runs_the_service_until_stopped(serving_env: ServingEnvi
                 pass
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.2)
-        body = httpx.get(f"{url}/v1/feed", params={"user_id": serving_env.users[38], "k": 4}).json()
+        body = httpx.get(f"{url}/v1/feed", headers=AUTH, params={"user_id": serving_env.users[38], "k": 4}).json()
         assert len(body["items"]) == 4 and body["degraded"] == []
     finally:
         process.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ import pytest
 
 from reelhouse.experiments.bucketing import Bucketing
 from reelhouse.serving.server import ServingServer
-from tests.integration.serving.conftest import ServingEnvironment, TopicReader, serving_config
+from tests.integration.serving.conftest import AUTH, ServingEnvironment, TopicReader, serving_config
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_users_stay_in_their_variant_and_get_its_ranker(
         for user in [f"ab-{i}" for i in range(60)] + serving_env.users[31:36]:
             variants = set()
             for _ in range(2):
-                body = client.get("/v1/feed", params={"user_id": user, "k": 6}).json()
+                body = client.get("/v1/feed", headers=AUTH, params={"user_id": user, "k": 6}).json()
                 assert body["experiment"] == "ranker-vs-baselines" and body["degraded"] == []
                 assert body["ranker"] == expected_ranker[body["variant"]]
                 variants.add(body["variant"])
@@ -61,7 +61,7 @@ def test_the_popularity_variant_recalls_only_popularity_and_ranks_by_trending_sc
     bucketing = Bucketing(experiment_server.config.experiments)
     now = dt.datetime.now(dt.UTC)
     user = next(u for u in serving_env.users[36:] if bucketing.assign(u, now).variant.name == "popularity")
-    body = httpx.get(f"{experiment_server.url}/v1/feed", params={"user_id": user, "k": 10}).json()
+    body = httpx.get(f"{experiment_server.url}/v1/feed", headers=AUTH, params={"user_id": user, "k": 10}).json()
     assert {item["source"] for item in body["items"]} <= {"popularity", "trending", "exploration"}
     scores = [item["score"] for item in body["items"]]
     assert scores == sorted(scores, reverse=True)
@@ -71,7 +71,9 @@ def test_impressions_carry_the_variant(experiment_server: ServingServer, serving
     reader = TopicReader(serving_env.config.kafka)
     try:
         bodies = [
-            httpx.get(f"{experiment_server.url}/v1/feed", params={"user_id": f"ab-kafka-{i}", "k": 3}).json()
+            httpx.get(
+                f"{experiment_server.url}/v1/feed", headers=AUTH, params={"user_id": f"ab-kafka-{i}", "k": 3}
+            ).json()
             for i in range(6)
         ]
         wanted = {b["request_id"]: f"{b['experiment']}:{b['variant']}" for b in bodies}
@@ -96,7 +98,7 @@ def test_variants_can_pin_a_version_or_another_alias(serving_env: ServingEnviron
     with ServingServer(serving_config(serving_env.config, experiments=[experiment])) as server:
         found = set()
         for i in range(30):
-            body = httpx.get(f"{server.url}/v1/feed", params={"user_id": f"pin-{i}", "k": 3}).json()
+            body = httpx.get(f"{server.url}/v1/feed", headers=AUTH, params={"user_id": f"pin-{i}", "k": 3}).json()
             assert body["ranker"] == f"{serving_env.registered_model}/{expected[body['variant']]}"
             found.add(body["variant"])
     assert found == {"pinned", "challenger"}

@@ -6,8 +6,11 @@ Training side: silver impressions and gold feature tables in Delta, then the rea
 (:func:`reelhouse.training.dataset.build_training_set`, local Spark) and
 :func:`reelhouse.training.ranker.model_inputs`. Serving side: the same gold rows through the
 materialisation's own row conversion (:class:`reelhouse.online.materialize.ChunkWriter`) into a
-SQLite online store, the dimension tables into the recall index, then one ``read_many`` and
-:func:`reelhouse.serving.features.assemble`, as a feed request does.
+SQLite online store, the dimension tables into the recall index, then, as a feed request does,
+the video rows through the service's in-memory table (:class:`reelhouse.serving.videos.VideoFeatureTable`,
+loaded by a store scan), the user's rows through one ``read_many``, and
+:func:`reelhouse.serving.features.assemble`. The same inputs assembled from ``read_many`` alone
+(every entity from the store) must be equal too.
 
 The impressions are shown at position 0, the slot serving scores every candidate at.
 """
@@ -28,6 +31,7 @@ from reelhouse.online.materialize import ChunkWriter
 from reelhouse.online.sqlite import SqliteOnlineStore
 from reelhouse.serving.features import FeatureDecoder, RequestContext, assemble, feature_keys
 from reelhouse.serving.recall import build_recall_index
+from reelhouse.serving.videos import VideoFeatureTable
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS, SILVER_EVENTS
 from reelhouse.speed.online import features_view
 from reelhouse.training.columns import MODEL_INPUT_COLUMNS
@@ -137,8 +141,12 @@ def test_serving_builds_the_training_columns_from_the_same_feature_rows(spark, t
     rows = store.read_many(keys.views(), now=IMPRESSION_TIME, decode=FeatureDecoder())
     country, age_group = index.user_attributes(index.user_code("u1"))
     context = RequestContext(DEVICE["os"], DEVICE["network"], country, age_group, IMPRESSION_TIME.hour)
-    served = assemble(keys, rows, context).frame()
+    videos = VideoFeatureTable()
+    videos.refresh(store, now=IMPRESSION_TIME)
+    now_ms = int(IMPRESSION_TIME.timestamp() * 1000)
+    served = assemble(keys, rows, context, videos.lookup(video_ids, now_ms)).frame()
     store.close()
+    pd.testing.assert_frame_equal(assemble(keys, rows, context).frame(), served)
 
     assert list(served.columns) == list(MODEL_INPUT_COLUMNS)
     pd.testing.assert_frame_equal(served, expected)

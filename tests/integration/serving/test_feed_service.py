@@ -16,11 +16,10 @@ import pytest
 
 from reelhouse.events.contract import make_event, validate_payload
 from reelhouse.serving.server import ServingServer
-from tests.integration.serving.conftest import TOKEN, ServingEnvironment, TopicReader
+from tests.integration.serving.conftest import AUTH, TOKEN, ServingEnvironment, TopicReader
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TABLE_SOURCES = {"als", "covisit", "topic", "popularity", "exploration", "trending", "realtime"}
 
 
@@ -31,7 +30,7 @@ def client(server: ServingServer):
 
 
 def feed(client: httpx.Client, user: str, k: int = 10, **params) -> dict:
-    response = client.get("/v1/feed", params={"user_id": user, "k": k, **params})
+    response = client.get("/v1/feed", headers=AUTH, params={"user_id": user, "k": k, **params})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -191,7 +190,7 @@ def test_malformed_requests_get_4xx_with_reasons(client, serving_env: ServingEnv
         ({}, "user_id", "missing_field"),
     ]
     for params, field, reason in cases:
-        response = client.get("/v1/feed", params=params)
+        response = client.get("/v1/feed", headers=AUTH, params=params)
         assert response.status_code == 422, params
         assert {(p["field"], p["reason"]) for p in response.json()["detail"]} >= {(field, reason)}
     max_bytes = serving_env.config.serving.max_body_bytes

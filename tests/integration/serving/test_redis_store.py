@@ -1,13 +1,10 @@
-"""The feed's store calls (``read_many``, ``read_modify_write``) on a real Redis server, and the feed
-service with its user state and features in Redis."""
+"""The feed's store calls (``read_many``, ``read_modify_write``, ``scan``) on a real Redis server, and
+the feed service with its user state and features in Redis, also while that server is stopped or hangs."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,9 +14,9 @@ from reelhouse.online.redis import RedisOnlineStore
 from reelhouse.online.sqlite import SqliteOnlineStore
 from reelhouse.serving.features import VIEWS
 from reelhouse.serving.server import ServingServer
-from tests.integration.conftest import free_ports
 from tests.integration.online.conftest import TEST_PREFIX, redis_client, redis_url  # noqa: F401 - fixtures
-from tests.integration.serving.conftest import ServingEnvironment, serving_config
+from tests.integration.serving.conftest import AUTH, ServingEnvironment, serving_config
+from tests.integration.serving.private_redis import PrivateRedis
 from tests.online_behaviour import DEFAULT_TTL_S
 from tests.unit.serving.store_behaviour import FeedStoreBehaviour
 
@@ -73,62 +70,13 @@ def test_the_feed_service_on_a_redis_store(serving_env: ServingEnvironment, redi
     user = serving_env.users[37]
     with ServingServer(config) as server:
         assert httpx.get(f"{server.url}/readyz").status_code == 200
-        first = httpx.get(f"{server.url}/v1/feed", params={"user_id": user, "k": 10}).json()
+        first = httpx.get(f"{server.url}/v1/feed", headers=AUTH, params={"user_id": user, "k": 10}).json()
         assert first["degraded"] == [] and first["ranker"].startswith(serving_env.registered_model)
     with ServingServer(config) as server:  # another process: the seen videos come from Redis
-        again = httpx.get(f"{server.url}/v1/feed", params={"user_id": user, "k": 10}).json()
+        again = httpx.get(f"{server.url}/v1/feed", headers=AUTH, params={"user_id": user, "k": 10}).json()
     assert again["degraded"] == [] and len(again["items"]) == 10
     assert not {i["video_id"] for i in first["items"]} & {i["video_id"] for i in again["items"]}
     assert redis_client.exists(f"feed:user_seen:{user}")
-
-
-class PrivateRedis:
-    """A redis-server of this test alone, persisting to an append-only file so a restart keeps the data."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        (self.port,) = free_ports(1)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            pytest.skip("redis-server is not installed: run `make system-deps`")
-        self.process = subprocess.Popen(
-            [
-                executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 20
-        try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    assert self.process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
 
 
 def test_redis_stopped_under_the_service_degrades_then_recovers(serving_env: ServingEnvironment, tmp_path):
@@ -139,7 +87,7 @@ def test_redis_stopped_under_the_service_degrades_then_recovers(serving_env: Ser
         user = serving_env.users[39]
 
         def feed(server: ServingServer) -> dict:
-            response = httpx.get(f"{server.url}/v1/feed", params={"user_id": user, "k": 8}, timeout=30)
+            response = httpx.get(f"{server.url}/v1/feed", headers=AUTH, params={"user_id": user, "k": 8}, timeout=30)
             assert response.status_code == 200
             return response.json()
 
@@ -162,5 +110,59 @@ def test_redis_stopped_under_the_service_degrades_then_recovers(serving_env: Ser
             eventually(lambda: feed(server)["degraded"] == [])
             eventually(lambda: httpx.get(f"{server.url}/readyz").status_code == 200)  # the next health probe
             assert server.state.metrics.fallbacks.labels("features_unavailable")._value.get() >= 1
+    finally:
+        server_redis.stop()
+
+
+# A request must be answered well within this even while Redis hangs: its store read is bounded by
+# budgets.store_ms, and every Redis call by online_store.redis_socket_timeout_s (0.5 s). Generous
+# on purpose (a busy machine); without socket timeouts the request would wait for ever.
+CLIENT_TIMEOUT_S = 10.0
+
+
+def test_a_hung_redis_degrades_feeds_and_readiness_then_the_service_recovers(
+    serving_env: ServingEnvironment, tmp_path
+):
+    server_redis = PrivateRedis(tmp_path)
+    user = serving_env.users[36]
+
+    def feed(server: ServingServer) -> dict:
+        response = httpx.get(
+            f"{server.url}/v1/feed", headers=AUTH, params={"user_id": user, "k": 8}, timeout=CLIENT_TIMEOUT_S
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def ready(server: ServingServer) -> httpx.Response:
+        return httpx.get(f"{server.url}/readyz", timeout=CLIENT_TIMEOUT_S)
+
+    def eventually(condition, timeout_s: float = 60.0):  # noqa: ANN001, ANN202
+        deadline = time.monotonic() + timeout_s
+        while not (found := condition()):
+            assert time.monotonic() < deadline, "the service did not get there in time"
+            time.sleep(0.1)
+        return found
+
+    try:
+        server_redis.start()
+        copy_features(serving_env, server_redis.url, "hung:")
+        with ServingServer(redis_config(serving_env, server_redis.url, "hung:")) as server:
+            assert feed(server)["degraded"] == []
+            with server_redis.paused():  # connections stay open; nothing answers
+                for _ in range(5):  # the first waits for its budget, the next ones find the breaker open
+                    body = feed(server)
+                    assert "state_unavailable" in body["degraded"] and len(body["items"]) == 8
+                # The probe fails on its socket timeout instead of hanging the health thread.
+                unready = eventually(lambda: (answer := ready(server)).status_code == 503 and answer)
+                assert not unready.json()["checks"]["online_store"]["ok"]
+                written_before = server.state.metrics.state_writes.labels("written")._value.get()
+            # Resumed: the health probe reconnects, feeds read the store again, the state writer catches up.
+            eventually(lambda: ready(server).status_code == 200)
+            eventually(lambda: feed(server)["degraded"] == [])
+            eventually(lambda: server.state.metrics.state_writes.labels("written")._value.get() > written_before)
+
+            with server_redis.paused():  # shutting down while Redis hangs ends too
+                server.stop()
+                assert not server._thread.is_alive()
     finally:
         server_redis.stop()

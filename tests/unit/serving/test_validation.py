@@ -93,6 +93,34 @@ def test_the_token_is_required_and_compared_exactly():
     assert not authorized("Bearer x", None)
 
 
+def test_an_empty_token_or_credential_never_authorises():
+    for token in (None, "", " ", "\t\n"):
+        for header in ("Bearer ", "Bearer", "Bearer  ", f"Bearer {token}", "Bearer \t", "bearer x"):
+            assert not authorized(header, token), (header, token)
+    assert not authorized("Bearer ", "s3cret-token") and not authorized("Bearer    ", "s3cret-token")
+
+
+@pytest.mark.parametrize("token", ["", "   "])
+def test_an_empty_configured_token_refuses_to_start(token, monkeypatch):
+    import uvicorn
+
+    from reelhouse.config import load_config
+    from reelhouse.serving.server import ServingServer, run_server
+    from tests.conftest import PROJECT_DIR
+
+    def started(*args, **kwargs):
+        raise AssertionError("the service started with an empty token")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    monkeypatch.setattr(uvicorn.Server, "run", started)
+    base = load_config(PROJECT_DIR / "conf" / "local.yaml", environ={})
+    config = base.model_copy(update={"serving": base.serving.model_copy(update={"token": token})})
+    with pytest.raises(ConfigError, match="serving.token is not set"):
+        ServingServer(config)
+    with pytest.raises(ConfigError, match="serving.token is not set"):
+        run_server(config)
+
+
 async def _chunks(*parts: bytes):
     for part in parts:
         yield part
