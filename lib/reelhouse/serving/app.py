@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 
 import reelhouse
 from reelhouse.config import ReelhouseConfig
-from reelhouse.serving import openapi, security
+from reelhouse.serving import collector, openapi, security
 from reelhouse.serving.collector import EVENT, limits, parse_events
 from reelhouse.serving.feed import FeedPipeline
 from reelhouse.serving.metrics import CONTENT_TYPE
@@ -229,9 +229,9 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
             in_flight["events"] -= 1
         producer = state.producer
         if producer is None:
-            return _overloaded(state, "events", "kafka_unavailable", "no Kafka producer (see the service log)")
+            return _overloaded(state, "events", collector.KAFKA_UNAVAILABLE, "no Kafka producer (see the service log)")
         if producer.room() < len(batch):  # produce nothing rather than part of the batch
-            return _overloaded(state, "events", "kafka_backlog", "the Kafka producer's queue is full; retry later")
+            return _overloaded(state, "events", collector.KAFKA_BACKLOG, "the Kafka producer's queue is full; retry later")
         in_flight["events"] += 1  # waiting for Kafka's acknowledgements is in flight too
         try:
             delivery = await producer.deliver(EVENT, [(e["user_id"].encode(), orjson.dumps(e)) for e in batch])

@@ -47,6 +47,10 @@ from reelhouse.serving.security import RequestError
 
 log = logging.getLogger(__name__)
 
+# Reasons of the events route's refusals (docs/openapi.json lists them from here).
+INVALID_BODY, TOO_MANY_EVENTS = "invalid_body", "too_many_events"
+KAFKA_UNAVAILABLE, KAFKA_BACKLOG, NOT_DELIVERED = "kafka_unavailable", "kafka_backlog", "not_delivered"
+
 IMPRESSION = "impression"
 EVENT = "event"
 KINDS = (IMPRESSION, EVENT)
@@ -85,7 +89,7 @@ class Delivery:
         return not self.failed
 
     def problems(self) -> list[dict[str, Any]]:
-        return [{"index": i, "reason": "not_delivered", "detail": self.failed[i]} for i in sorted(self.failed)]
+        return [{"index": i, "reason": NOT_DELIVERED, "detail": self.failed[i]} for i in sorted(self.failed)]
 
 
 class _Batch:
@@ -306,12 +310,12 @@ def parse_events(body: bytes, now_ms: int, bounds: ValidationLimits, max_events:
         raise RequestError(422, [{"field": "body", "reason": "invalid_json", "detail": str(e)[:200]}]) from None
     if not isinstance(payload, dict) or set(payload) != {"events"} or not isinstance(payload["events"], list):
         raise RequestError(
-            422, [{"field": "body", "reason": "invalid_body", "detail": 'expected {"events": [<event>, ...]}'}]
+            422, [{"field": "body", "reason": INVALID_BODY, "detail": 'expected {"events": [<event>, ...]}'}]
         )
     events = payload["events"]
     if len(events) > max_events:
         raise RequestError(
-            413, [{"field": "events", "reason": "too_many_events", "detail": f"{len(events)} events > {max_events}"}]
+            413, [{"field": "events", "reason": TOO_MANY_EVENTS, "detail": f"{len(events)} events > {max_events}"}]
         )
     problems: list[dict[str, Any]] = []
     for index, event in enumerate(events):

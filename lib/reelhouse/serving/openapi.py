@@ -34,7 +34,7 @@ from reelhouse.events.contract import (
     FieldSpec,
     make_event,
 )
-from reelhouse.serving import security
+from reelhouse.serving import collector, security
 
 BEARER = "bearer"
 SECURITY = [{BEARER: []}]
@@ -44,8 +44,8 @@ TEXT = {"schema": {"type": "string"}}
 # Reasons of answers refused outside security.py and the contract (the literals live where the
 # answers are made: app.py, collector.py); the error answers below list them as enums.
 OVERLOADED = "overloaded"
-EVENTS_BODY_REASONS = ("invalid_body", "too_many_events")  # collector.parse_events
-KAFKA_REASONS = ("kafka_unavailable", "kafka_backlog", "not_delivered")  # app.py events route, collector.Delivery
+EVENTS_BODY_REASONS = (collector.INVALID_BODY, collector.TOO_MANY_EVENTS)
+KAFKA_REASONS = (collector.KAFKA_UNAVAILABLE, collector.KAFKA_BACKLOG, collector.NOT_DELIVERED)
 
 
 class _Closed(BaseModel):
@@ -89,7 +89,10 @@ class Check(BaseModel):
 
 
 class Readiness(_Closed):
-    ready: bool = Field(description="The default ranker is loaded, the online store answers, recall is loaded.")
+    ready: bool = Field(
+        description="The default ranker is loaded, the online store answers, recall is loaded, the video features "
+        "are in memory."
+    )
     failing: list[str] = Field(description="Names of the checks that fail (kafka does not make the service unready).")
     checks: dict[str, Check]
 

@@ -686,7 +686,8 @@ class ServingState:
             _close_quietly(self._video_store)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the default ranker is loaded, the online store answers and recall is loaded.
+        """Ready when the default ranker is loaded, the online store answers, recall is loaded and
+        the video features are in memory.
 
         The checks hold only facts safe to show whoever reaches ``/readyz`` (the ref, the serving
         label, table versions, the store type): why a part fails is exception text that names
@@ -697,7 +698,8 @@ class ServingState:
             "ranker": {"ok": ranker is not None, "ref": default, "serving": getattr(ranker, "label", None)},
             "online_store": {"ok": self.store.reachable, "type": self.config.online_store.type},
             "recall": {"ok": self.recall.loaded and self.index.has_candidates, "versions": self.index.versions},
+            "video_features": {"ok": self.videos.loaded, "rows": len(self.videos)},
             "kafka": {"ok": self.producer is not None},
         }
-        ready = all(checks[name]["ok"] for name in ("ranker", "online_store", "recall"))
+        ready = all(checks[name]["ok"] for name in ("ranker", "online_store", "recall", "video_features"))
         return ready, checks

@@ -79,7 +79,7 @@ def test_an_unreachable_store_at_start_still_serves_trending(serving_env: Servin
         ready = httpx.get(f"{server.url}/readyz")
         assert ready.status_code == 503
         checks = ready.json()["checks"]
-        assert not checks["online_store"]["ok"] and ready.json()["failing"] == ["online_store"]
+        assert not checks["online_store"]["ok"] and ready.json()["failing"] == ["online_store", "video_features"]
         assert "error" not in checks["online_store"]  # the exception names paths: it goes to the log only
         assert checks["ranker"]["ok"] and checks["recall"]["ok"]
 
