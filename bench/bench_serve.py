@@ -191,7 +191,8 @@ def server_counters(url: str) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     counters: dict[str, float] = {}
-    text = httpx.get(url + "/metrics", timeout=5.0).text
+    # Generous: right after an overloaded step the scrape waits behind the requests still queued.
+    text = httpx.get(url + "/metrics", timeout=60.0).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if family.name == "reelhouse_feed_stage_seconds" and sample.labels.get("stage") in STAGES:
@@ -320,9 +321,9 @@ def main() -> int:
         if generator is not None:
             generator.close()
         if service is not None:
-            service.stop()
             if "steps" not in report:
                 log.error("service log tail:\n%s", service.tail())
+            service.stop()
         try:
             delete_topic(base.kafka, topic.name)
         except Exception as e:  # noqa: BLE001 - cleanup must not hide the benchmark's own error
