@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,25 @@ class SqliteOnlineStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA page_size={_PAGE_BYTES}")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal_mode()
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         self._db.executescript(_SCHEMA)
         self._migrate()
+
+    def _wal_mode(self, timeout_s: float = 30.0) -> None:
+        """Switch the file to WAL. The first switch of a new file needs it exclusively, and SQLite
+        answers "database is locked" at once, without its busy timeout, while another process
+        (e.g. a parallel materialisation task opening the same new file) holds a lock: retry."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
         """Bring a file made by an older version of this store to the current schema.
