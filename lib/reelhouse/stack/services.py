@@ -204,10 +204,14 @@ def broker_command(java: str, classpath: str, stack: StackConfig, paths: StackPa
 
 
 def format_command(java: str, classpath: str, stack: StackConfig, paths: StackPaths, cluster_id: str) -> list[str]:
-    """Formats ``log.dirs`` for the static quorum of ``server.properties`` (hence no ``--standalone``)."""
+    """Formats ``log.dirs`` for the static quorum of ``server.properties`` (hence no ``--standalone``).
+
+    The id is attached to its option (``--cluster-id=…``): one id in 64 begins with ``-``
+    (URL-safe base64), which the tool's parser would otherwise read as an option.
+    """
     return [
         java, *jvm_options(stack, paths), "-cp", classpath,
-        STORAGE_TOOL, "format", "--cluster-id", cluster_id, "--config", str(paths.server_properties),
+        STORAGE_TOOL, "format", f"--cluster-id={cluster_id}", "--config", str(paths.server_properties),
     ]  # fmt: skip
 
 

@@ -43,11 +43,12 @@ def test_the_heap_comes_from_the_config(unit_config: ReelhouseConfig) -> None:
 
 def test_storage_is_formatted_for_the_static_quorum(unit_config: ReelhouseConfig) -> None:
     paths = paths_of(unit_config)
-    argv = services.format_command("java", CLASSPATH, unit_config.stack, paths, "q1Sh-9_ISia_zwGINzRvyQ")
+    argv = services.format_command("java", CLASSPATH, unit_config.stack, paths, "-W9Cdl0zRJmbxP0hBC75kg")
     tool = argv[argv.index("kafka.tools.StorageTool") :]
+    # An id may begin with "-": attached to its option, it cannot be read as one.
     assert tool == [
         "kafka.tools.StorageTool", "format",
-        "--cluster-id", "q1Sh-9_ISia_zwGINzRvyQ",
+        "--cluster-id=-W9Cdl0zRJmbxP0hBC75kg",
         "--config", str(paths.server_properties),
     ]  # fmt: skip
     # A static voter set lives in server.properties; --standalone would record a dynamic one.
