@@ -25,7 +25,7 @@ SPARK_SUBMIT = $(VENV)/bin/spark-submit $$($(PY) -m reelhouse.jvm submit-args --
 .PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
         cluster cluster-down \
         simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features bench-serve \
-        bench-train train candidates evaluate ab-report mlflow airflow airflow-daily stop clean serve
+        bench-train bench-quality train candidates evaluate ab-report mlflow airflow airflow-daily stop clean serve
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -163,6 +163,9 @@ bench-train: install ## Benchmark: training set from >= 10M impressions (point-i
 
 bench-serve: install ## Benchmark: feed latency at 200/500/1000 req/s (open loop, 300 candidates ranked per request); STORE=redis for a redis-server store
 	@$(PY) bench/bench_serve.py --config $(CONFIG) --store $(or $(STORE),sqlite)
+
+bench-quality: install ## Benchmark: every recall source and the pipeline on MovieLens-100k (downloads the recbole wheel; nDCG@10 vs published)
+	@$(PY) bench/bench_quality.py --config $(CONFIG)
 
 clean: ## Remove local data (.reelhouse) — stop the stack first
 	@rm -rf .reelhouse spark-warehouse test-artifacts

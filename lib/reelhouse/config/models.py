@@ -419,13 +419,41 @@ class RecallConfig(_Model):
     als_max_iter: int = Field(10, ge=1, description="ALS iterations.")
     covisit_neighbours: int = Field(50, ge=1, description="Neighbours kept per item (co-visitation and embeddings).")
     covisit_recent_items: int = Field(20, ge=1, description="A user's most recent engaged items that seed item-to-item recall.")
+    covisit_shrink: float = Field(
+        10.0, ge=0, description="Co-visitation's shrinkage: cosine's denominator plus this, so pairs seen by few users count less."
+    )
+    ease_reg: float = Field(250.0, gt=0, description="EASE's ridge λ (larger: smoother item-item weights).")
+    ease_max_items: int = Field(
+        10_000, ge=1, description="EASE models at most this many items (the most engaged); its dense Gram matrix is 8 n² bytes."
+    )
+    tune: bool = Field(
+        True,
+        description="Choose each source's hyper-parameters on a validation holdout of its training data (grids in "
+        "`tuning_grid`) before the final fit; false: use the values above as they are.",
+    )
+    tuning_grid: dict[str, dict[str, list[float]]] = Field(
+        default_factory=lambda: {
+            "popularity": {"popularity_half_life_h": [6.0, 24.0, 168.0, 720.0, 8760.0, float("inf")]},
+            "ease": {"ease_reg": [50.0, 150.0, 500.0, 1500.0]},
+            "als": {"als_rank": [16, 64], "als_reg": [0.05, 1.0]},
+            "covisit": {"covisit_shrink": [0.0, 10.0, 50.0], "covisit_recent_items": [20, 200]},
+        },
+        description="Per source, recall settings and the values tried on validation (every combination); a source "
+        "not listed keeps its settings.",
+    )
+    tuning_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the training pairs held out to tune on (the latest by time, or per user at random)."
+    )
+    tuning_users: int = Field(2_000, ge=1, description="Validation users the tuner scores each setting on (a seeded sample).")
     embeddings_path: str | None = Field(
         None, description="Parquet file of dense item embeddings (vectors from upstream models); None: no embedding source."
     )
     embeddings_item_col: str = Field("video_id", description="Item column of the embeddings file.")
     embeddings_vector_col: str = Field("embedding", description="Vector column (list of floats) of the embeddings file.")
     quotas: dict[str, int] = Field(
-        default_factory=lambda: {"als": 80, "covisit": 50, "topic": 30, "embedding": 30, "popularity": 20},
+        default_factory=lambda: {
+            "ease": 60, "als": 60, "covisit": 50, "topic": 30, "embedding": 30, "content": 30, "popularity": 20,
+        },
         description="Candidates each source contributes to a user's blend, at most (sources without a quota are off).",
     )
     exploration_slots: int = Field(10, ge=0, description="Blend slots kept for new videos (exploration).")

@@ -20,7 +20,13 @@ Without a split column the split is a global time cut when there is a time colum
 ``test_fraction`` of the rows by time are ``test``, the ``valid_fraction`` before them ``valid``
 (every row at or after a cut time is on the later side, so no test interaction precedes a
 training one; per-user "leave the last out" splits would train on other users' future). Without
-a time column it is a seeded random split of the rows with the same fractions.
+a time column it is a seeded random split of the rows with the same fractions. ``--split-method
+user`` stratifies by user instead (each user's rows split in the same proportions, the protocol
+of Microsoft Recommenders' MovieLens benchmark), with or without a time column.
+
+The evaluation data record whether the split is *temporal* (every held-out row at or after
+every training row): the tuner and the pipeline's ranker then hold out the latest pairs, and
+otherwise a per-user random share, so what they learn on is drawn the way the test is.
 
 For evaluation, a row is a positive when its rating is above 0 (or at least ``min_rating``);
 without a rating column every row is. Training pairs weigh the summed ratings (1 per row
@@ -34,7 +40,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -43,11 +49,11 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from reelhouse.config import ReelhouseConfig
-from reelhouse.evaluation.metrics import positives_matrix
 from reelhouse.evaluation.protocol import EvaluationData, EvaluationError
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.recall.base import Interactions
 from reelhouse.recall.interactions import interactions_from_frame, with_item_vectors
+from reelhouse.recall.metrics import positives_matrix
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -114,11 +120,18 @@ class LogColumns:
 
 @dataclass(frozen=True)
 class SplitPolicy:
-    """How rows are split when the log has no split column."""
+    """How rows are split when the log has no split column.
+
+    ``method``: ``time`` (a global time cut), ``random`` (rows at random), ``user`` (stratified
+    by user, as Microsoft Recommenders' ``python_stratified_split``: each user's rows in a
+    seeded random order, the first ``round((1 - valid - test) n)`` train, the next
+    ``round(valid n)`` valid, the rest test), or ``auto`` (time with a time column, else random).
+    """
 
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 7
+    method: Literal["auto", "time", "random", "user"] = "auto"
 
     def __post_init__(self) -> None:
         if not (0 <= self.valid_fraction < 1 and 0 < self.test_fraction < 1 and self.valid_fraction + self.test_fraction < 1):
@@ -275,12 +288,15 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _split_rows(
-    time_s: np.ndarray | None, n: int, policy: SplitPolicy
+    time_s: np.ndarray | None, users: np.ndarray, n: int, policy: SplitPolicy
 ) -> tuple[np.ndarray, str, dict[str, str]]:
     split = np.full(n, "train", dtype=object)
+    method = policy.method if policy.method != "auto" else ("time" if time_s is not None else "random")
+    if method == "time" and time_s is None:
+        raise InteractionLogError("a time split needs a time column (--time-col)")
     if n == 0:
-        return split, "time" if time_s is not None else "random", {}
-    if time_s is not None:
+        return split, method, {}
+    if method == "time":
         test_cut = float(np.quantile(time_s, 1 - policy.test_fraction, method="higher"))
         valid_cut = float(np.quantile(time_s, 1 - policy.test_fraction - policy.valid_fraction, method="higher"))
         if policy.valid_fraction > 0:
@@ -291,6 +307,17 @@ def _split_rows(
             cuts["valid"] = pd.Timestamp(valid_cut, unit="s", tz="UTC").isoformat()
         return split, "time", cuts
     draw = np.random.default_rng(policy.seed).random(n)
+    if method == "user":
+        codes = pd.factorize(pd.Series(users, dtype=object))[0]
+        order = np.lexsort((draw, codes))
+        ordered = codes[order]
+        rank = np.arange(n) - np.searchsorted(ordered, ordered, side="left")
+        size = np.bincount(ordered)[ordered]
+        train_end = np.round((1 - policy.valid_fraction - policy.test_fraction) * size)
+        valid_end = train_end + np.round(policy.valid_fraction * size)
+        split[order[rank >= train_end]] = "valid"
+        split[order[rank >= valid_end]] = "test"
+        return split, "user", {}
     split[draw < policy.test_fraction + policy.valid_fraction] = "valid"
     split[draw < policy.test_fraction] = "test"
     return split, "random", {}
@@ -329,7 +356,9 @@ def parse_interaction_log(
     if given_split is not None:
         split, method, cuts = given_split.to_numpy(dtype=object)[good], "column", {}
     else:
-        split, method, cuts = _split_rows(time_s[good] if time_s is not None else None, int(good.sum()), policy)
+        split, method, cuts = _split_rows(
+            time_s[good] if time_s is not None else None, users.to_numpy()[good], int(good.sum()), policy
+        )
 
     event_time = (
         pa.array(np.round(time_s[good] * 1e6).astype(np.int64), pa.int64()).cast(_UTC)
@@ -585,7 +614,12 @@ def evaluation_data(
             "no held-out positives: the log has no `test` rows that are positives and new to their user; "
             "check the split column or the rating threshold"
         )
-    return EvaluationData(train=train, test=test, valid=held_out("valid"), seen=seen, has_time=bool(has_time))
+    held_times = df.loc[df["split"] != "train", "time_s"]
+    latest_train = float(train_rows["time_s"].max()) if len(train_rows) else -np.inf
+    temporal = bool(has_time) and len(held_times) > 0 and float(held_times.min()) >= latest_train
+    return EvaluationData(
+        train=train, test=test, valid=held_out("valid"), seen=seen, has_time=bool(has_time), temporal=temporal
+    )
 
 
 

@@ -40,6 +40,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a row is a positive when its rating is at least this (default: above 0)")
     data.add_argument("--split-col", default=None,
                       help="column of train/valid/test (default: a time cut, or a seeded random split without time)")
+    data.add_argument("--split-method", choices=("auto", "time", "random", "user"), default="auto",
+                      help="without a split column: a time cut, rows at random, or stratified by user "
+                           "(default auto: time with --time-col, else random)")
     data.add_argument("--valid-fraction", type=float, default=0.1, help="share of rows for valid without a split column")
     data.add_argument("--test-fraction", type=float, default=0.1, help="share of rows for test without a split column")
     data.add_argument("--item-features", default=None, help="CSV or Parquet of item attributes (e.g. topic)")

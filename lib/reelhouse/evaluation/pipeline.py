@@ -6,23 +6,33 @@ each source is asked for ``fetch_factor`` times its quota, as candidate generati
 overlaps do not empty its share. Exploration slots are not used: they serve discovery, which
 an offline replay of past engagement cannot reward.
 
-Ranker training mimics evaluation one step earlier. The training interactions are cut by time:
-the latest ``label_fraction`` of the pairs are labels, the sources are fitted on the earlier
-ones and recall candidates for the users with later positives; a candidate is positive when the
-user engaged with it later. Without real times the cut is a seeded random one. Early stopping
-watches the ``valid`` positives (candidates recalled by sources fitted on all of ``train``, as
-at evaluation time) or, without them, a held-out tenth of the ranker's users.
+Ranker training mimics evaluation one step earlier, on a holdout drawn the way the test is
+drawn (:func:`reelhouse.recall.tuning.holdout_mask`): when the evaluation split is temporal, the
+latest ``label_fraction`` of the training pairs are labels; otherwise each user's labels are a
+random ``label_fraction`` of their pairs. The sources are fitted on the rest and recall
+candidates for the users with labels; a candidate is positive when it is one of the user's
+labels. Early stopping watches the ``valid`` positives (candidates recalled by sources fitted on
+all of ``train``, as at evaluation time) or, without them, a held-out fifth of the ranker's users.
+
+**A ranker that can only help.** On that same validation set the ranker's top 10 is scored
+against each source's own top 10 (nDCG@10 per user). The ranker is used only when it beats the
+best source by a clear margin: the mean of the per-user differences must exceed ``min_lift_z``
+standard errors (a one-sided paired test; a lift inside the noise of a few hundred users is not
+a lift). Otherwise the pipeline answers with that source's order and
+:attr:`RecallRankPipeline.decision` says so (the report prints it). Deciding on the early-stopping set favours the ranker a little; with
+a separate ``valid`` split that set is the evaluation's own validation data.
 
 Features per (user, candidate): per source its score and rank (NaN when it did not recall the
 item), how many sources did, the item's popularity (users, summed weight, users in the latest
 tenth of the time), the user's activity (items, summed weight), the share of the user's items
 with the candidate's value of each categorical item attribute (e.g. topic) and that value as a
-LightGBM category, and numeric item attributes (``*_time_s`` ones as age at the fit's end).
+LightGBM category, numeric item attributes (``*_time_s`` ones as age at the fit's end), and, when
+items carry content vectors, the cosine between the candidate's vector and the user's taste
+(the weighted mean of the normalised vectors of the user's items).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -32,12 +42,13 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from reelhouse.evaluation.metrics import positives_matrix, stored_at
 from reelhouse.evaluation.protocol import EvaluationError
 from reelhouse.recall.base import Interactions, RecallSource
 from reelhouse.recall.blend import blend
 from reelhouse.recall.candidates import FETCH_FACTOR
+from reelhouse.recall.metrics import ndcg_per_row, positives_matrix, stored_at
 from reelhouse.recall.topk import empty
+from reelhouse.recall.tuning import TUNING_K, TUNING_METRIC, holdout_mask, subset
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +77,15 @@ class PipelineOptions:
 
     quotas: Mapping[str, int]  # candidates per source in the blend, in priority order (recall.quotas)
     fetch_factor: int = FETCH_FACTOR  # each source is asked for this many times its quota
-    label_fraction: float = 0.2  # latest share of the training pairs that labels the ranker's examples
+    label_fraction: float = 0.2  # share of the training pairs (latest, or per user) that labels the ranker's examples
     objective: Literal["lambdarank", "binary"] = "lambdarank"  # LightGBM objective of the ranker
     max_train_users: int = 10_000  # users (with later positives) the ranker learns from, a seeded sample
     max_valid_users: int = 2_000  # users of the early-stopping set, a seeded sample
     early_stopping_rounds: int = 20  # rounds without a better validation score before training stops
     lgbm_params: Mapping[str, Any] = field(default_factory=_default_lgbm_params)  # LightGBM parameters
-    seed: int = 7  # seed of the samples, the time-less split and LightGBM
+    seed: int = 7  # seed of the samples, the per-user holdout and LightGBM
+    temporal: bool = True  # the evaluation split is by time: the ranker's labels are the latest pairs
+    min_lift_z: float = 1.645  # standard errors the ranker's validation lift must clear (one-sided 95 %)
 
 
 @dataclass
@@ -104,6 +117,12 @@ class ItemUserStats:
             "user_items": np.bincount(user, minlength=n_users).astype(np.float32),
             "user_weight": np.bincount(user, weights=weight, minlength=n_users).astype(np.float32),
         }
+        self.item_vectors: np.ndarray | None = None  # normalised content vectors (zero rows: none)
+        self.user_vectors: np.ndarray | None = None  # normalised taste vectors
+        if interactions.item_vectors is not None and interactions.has_vector is not None and interactions.has_vector.any():
+            vectors = np.where(interactions.has_vector[:, None], interactions.item_vectors, 0.0).astype(np.float32)
+            self.item_vectors = _normalised(vectors)
+            self.user_vectors = _normalised(np.asarray(interactions.matrix() @ self.item_vectors, dtype=np.float32))
         self.categories: dict[str, np.ndarray] = {}  # attribute -> category code per item (-1 unknown)
         self.affinity: dict[str, sp.csr_matrix] = {}  # attribute -> users x categories share
         for name, values in interactions.item_attributes.items():
@@ -133,6 +152,11 @@ class ItemUserStats:
         codes = np.full(len(values), -1, dtype=np.int64)
         codes[present] = np.searchsorted(levels, values[present].astype(str))
         return codes
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 def _values_at(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -200,6 +224,10 @@ def blend_candidates(
     user_codes = np.asarray(users, dtype=np.int64)[cand_row]
     for name, values in stats.user.items():
         columns[name] = values[user_codes]
+    if stats.item_vectors is not None and stats.user_vectors is not None:
+        columns["content_cosine"] = np.einsum(
+            "ij,ij->i", stats.item_vectors[cand_item], stats.user_vectors[user_codes]
+        ).astype(np.float32)
     categorical = []
     for name, codes in stats.categories.items():
         item_codes = codes[cand_item]
@@ -208,23 +236,6 @@ def blend_candidates(
         columns[name] = np.where(item_codes >= 0, item_codes, np.nan).astype(np.float32)
     X = np.column_stack(list(columns.values())).astype(np.float32) if len(cand_row) else np.zeros((0, len(columns)), np.float32)
     return Candidates(cand_row, cand_item, X, list(columns), categorical)
-
-
-def split_by_time(train: Interactions, label_fraction: float, seed: int) -> tuple[Interactions, sp.csr_matrix]:
-    """``(earlier pairs, later positives)``: the latest ``label_fraction`` of pairs by time are labels.
-
-    Without distinct times (or when the cut leaves either side empty) a seeded random share.
-    """
-    times = train.time_s
-    later = np.zeros(len(times), dtype=bool)
-    if times.size and np.ptp(times) > 0:
-        later = times >= np.quantile(times, 1 - label_fraction, method="higher")
-    if not later.any() or later.all():
-        later = np.random.default_rng(seed).random(len(times)) < label_fraction
-    early = dataclasses.replace(
-        train, user=train.user[~later], item=train.item[~later], weight=train.weight[~later], time_s=train.time_s[~later]
-    )
-    return early, positives_matrix(train.user[later], train.item[later], train.n_users, train.n_items)
 
 
 class RecallRankPipeline:
@@ -244,6 +255,7 @@ class RecallRankPipeline:
         self.feature_names: list[str] = []
         self.fit_seconds: dict[str, float] = {}
         self.ranker_seconds = 0.0
+        self.decision: dict[str, Any] = {}  # validation scores and the fallback source, if any (see _decide)
 
     def depth(self, name: str) -> int:
         """How many items the pipeline wants from source ``name``."""
@@ -269,50 +281,94 @@ class RecallRankPipeline:
 
     def _labelled(
         self, users: np.ndarray, positives: sp.csr_matrix, exclude: sp.csr_matrix | None
-    ) -> tuple[Candidates, np.ndarray]:
-        candidates = blend_candidates(users, self._recommend_all(users, exclude), self.quotas, self.stats, self.n_items)
+    ) -> tuple[Candidates, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        answers = self._recommend_all(users, exclude)
+        candidates = blend_candidates(users, answers, self.quotas, self.stats, self.n_items)
         label = stored_at(positives, users[candidates.row], candidates.item).astype(np.int32)
-        return candidates, label
+        return candidates, label, answers
 
     def fit(
         self, train: Interactions, valid: sp.csr_matrix | None = None, exclude: sp.csr_matrix | None = None
     ) -> RecallRankPipeline:
-        """Teach the ranker on an earlier/later cut of ``train``; leaves the sources fitted on all of it."""
+        """Teach the ranker on a holdout of ``train`` drawn like the test, decide whether to use it
+        (see the module docstring); leaves the sources fitted on all of ``train``."""
         options = self.options
         self.n_items = train.n_items
-        early, later = split_by_time(train, options.label_fraction, options.seed)
-        log.info("pipeline: ranker labels from %d later pairs; sources fitted on %d earlier ones", later.nnz, len(early.user))
+        held = holdout_mask(train, options.label_fraction, options.temporal, options.seed)
+        early = subset(train, ~held)
+        later = positives_matrix(train.user[held], train.item[held], train.n_users, train.n_items)
+        log.info("pipeline: ranker labels from %d held-out pairs (%s); sources fitted on the other %d",
+                 later.nnz, "latest by time" if options.temporal else "per user at random", len(early.user))
         self._fit_sources(early, list(self.quotas), record=False)
         self.stats = ItemUserStats(early)
         users = self._sample(np.flatnonzero(np.diff(later.indptr)), options.max_train_users, 1)
         early_seen = early.seen()
         if exclude is not None:
-            # What the user must never get stays masked, minus the later pairs that are the labels.
+            # What the user must never get stays masked, minus the held-out pairs that are the labels.
             early_seen = (early_seen + exclude - exclude.multiply(later)).tocsr()
-        train_set, train_label = self._labelled(users, later, early_seen)
+            early_seen.data[:] = 1
+        train_set, train_label, answers = self._labelled(users, later, early_seen)
 
-        self._fit_sources(train, list(self.sources), record=True)
-        started = time.perf_counter()
-        self.stats = ItemUserStats(train)
         if valid is not None and valid.nnz:
-            valid_users = self._sample(np.flatnonzero(np.diff(valid.indptr)), options.max_valid_users, 2)
-            eval_set, eval_label = self._labelled(valid_users, valid, exclude if exclude is not None else train.seen())
-            n_eval_users = len(valid_users)
+            self._fit_sources(train, list(self.sources), record=True)
+            self.stats = ItemUserStats(train)
+            eval_users = self._sample(np.flatnonzero(np.diff(valid.indptr)), options.max_valid_users, 2)
+            eval_set, eval_label, eval_answers = self._labelled(
+                eval_users, valid, exclude if exclude is not None else train.seen()
+            )
+            eval_truth = valid[eval_users]
         else:
-            held = np.random.default_rng(options.seed + 3).random(len(users)) < 0.1
-            in_eval = held[train_set.row]
-            eval_set = _subset(train_set, in_eval)
-            eval_label = train_label[in_eval]
-            train_set = _subset(train_set, ~in_eval)
-            train_label = train_label[~in_eval]
-            n_eval_users = int(held.sum())
+            in_eval_user = np.random.default_rng(options.seed + 3).random(len(users)) < 0.2
+            in_eval = in_eval_user[train_set.row]
+            eval_set, eval_label = _subset(train_set, in_eval), train_label[in_eval]
+            eval_set.row = np.searchsorted(np.flatnonzero(in_eval_user), eval_set.row)
+            eval_users = users[in_eval_user]
+            eval_answers = {name: (got[0][in_eval_user], got[1][in_eval_user]) for name, got in answers.items()}
+            eval_truth = later[eval_users]
+            train_set, train_label = _subset(train_set, ~in_eval), train_label[~in_eval]
         self.feature_names = train_set.names
+        started = time.perf_counter()
         self.model = self._train(train_set, train_label, eval_set, eval_label)
+        self.decision = self._decide(eval_set, eval_answers, eval_truth)
+        if valid is None or not valid.nnz:
+            self._fit_sources(train, list(self.sources), record=True)
+            self.stats = ItemUserStats(train)
         self.ranker_seconds = time.perf_counter() - started
         log.info("pipeline: ranker trained on %d candidates of %d users (%d positives), %d rounds (early stopping "
-                 "on %d users) in %.1f s", len(train_label), len(np.unique(train_set.row)), int(train_label.sum()),
-                 self.model.best_iteration or self.model.num_trees(), n_eval_users, self.ranker_seconds)
+                 "on %d users) in %.1f s; %s", len(train_label), len(np.unique(train_set.row)), int(train_label.sum()),
+                 self.model.best_iteration or self.model.num_trees(), len(eval_users), self.ranker_seconds,
+                 self.decision["summary"])
         return self
+
+    def _decide(
+        self, eval_set: Candidates, answers: Mapping[str, tuple[np.ndarray, np.ndarray]], truth: sp.csr_matrix
+    ) -> dict[str, Any]:
+        """The ranker's and every source's validation nDCG@10; ``fallback`` is the source to serve
+        instead when the ranker does not beat the best of them by ``min_lift_z`` standard errors."""
+        n_users = truth.shape[0]
+        ranked, _ = _top_by_row(eval_set, self._predict(eval_set.X), n_users, TUNING_K)
+        per_user = {"ranker": ndcg_per_row(ranked, truth, TUNING_K)}
+        for name, (items, _) in answers.items():
+            per_user[name] = ndcg_per_row(items[:, :TUNING_K], truth, TUNING_K)
+        scores = {name: float(values.mean()) if values.size else float("nan") for name, values in per_user.items()}
+        best = max((name for name in answers), key=lambda name: scores[name], default=None)
+        if best is None:
+            return {"validation": scores, "fallback": None, "summary": "no source to compare the ranker with"}
+        lift = per_user["ranker"] - per_user[best]
+        stderr = float(lift.std(ddof=1) / np.sqrt(lift.size)) if lift.size > 1 else float("inf")
+        used = lift.size > 1 and float(lift.mean()) > self.options.min_lift_z * stderr
+        summary = (
+            f"the ranker's validation {TUNING_METRIC} {scores['ranker']:.4f} vs {best}'s {scores[best]:.4f} "
+            f"(lift {float(lift.mean()):+.4f} ± {stderr:.4f} over {lift.size} users): "
+            + ("the ranker is used" if used else f"not a clear lift, the pipeline serves {best}'s order")
+        )
+        return {
+            "validation": {name: round(value, 6) for name, value in scores.items()},
+            "lift": round(float(lift.mean()), 6),
+            "lift_stderr": round(stderr, 6),
+            "fallback": None if used else best,
+            "summary": summary,
+        }
 
     def _train(self, train_set: Candidates, train_label: np.ndarray, eval_set: Candidates, eval_label: np.ndarray) -> Any:
         import lightgbm as lgb
@@ -357,6 +413,10 @@ class RecallRankPipeline:
         if self.model is None or self.stats is None:
             raise ValueError("fit the pipeline before ranking")
         users = np.asarray(users, dtype=np.int64)
+        fallback = self.decision.get("fallback")
+        if fallback is not None:
+            items, scores = recommended[fallback]
+            return items[:, :k], scores[:, :k]
         items, scores = empty(len(users), k)
         for start in range(0, len(users), RANK_BATCH_USERS):
             part = slice(start, min(len(users), start + RANK_BATCH_USERS))
@@ -364,13 +424,7 @@ class RecallRankPipeline:
             candidates = blend_candidates(users[part], batch, self.quotas, self.stats, self.n_items)
             if len(candidates.row) == 0:
                 continue
-            predicted = self._predict(candidates.X)
-            order = np.lexsort((-predicted, candidates.row))
-            row = candidates.row[order]
-            position = np.arange(len(order)) - np.searchsorted(row, row, side="left")
-            keep = position < k
-            items[start + row[keep], position[keep]] = candidates.item[order][keep]
-            scores[start + row[keep], position[keep]] = predicted[order][keep]
+            items[part], scores[part] = _top_by_row(candidates, self._predict(candidates.X), len(users[part]), k)
         return items, scores
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
@@ -386,6 +440,18 @@ class RecallRankPipeline:
             return {}
         gains = self.model.feature_importance(importance_type="gain")
         return dict(sorted(zip(self.feature_names, map(float, gains)), key=lambda pair: -pair[1]))
+
+
+def _top_by_row(candidates: Candidates, predicted: np.ndarray, n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of the users asked for, the ``k`` candidates with the highest ``predicted``, best first."""
+    items, scores = empty(n_rows, k)
+    order = np.lexsort((-predicted, candidates.row))
+    row = candidates.row[order]
+    position = np.arange(len(order)) - np.searchsorted(row, row, side="left")
+    keep = position < k
+    items[row[keep], position[keep]] = candidates.item[order][keep]
+    scores[row[keep], position[keep]] = predicted[order][keep]
+    return items, scores
 
 
 def _group_sizes(row: np.ndarray) -> np.ndarray:

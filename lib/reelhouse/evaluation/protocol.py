@@ -2,7 +2,7 @@
 
 Every model is asked for the ``max(K)`` best items of each user with held-out positives, over the
 whole catalogue, with the items the user had in ``train`` masked (they are never held-out
-positives either), and scored by :func:`~reelhouse.evaluation.metrics.topk_metrics`. Models:
+positives either), and scored by :func:`~reelhouse.recall.metrics.topk_metrics`. Models:
 
 - ``random``: a seeded uniform draw of unseen items, the floor every model must clear;
 - ``popularity``: the ``popularity`` recall source when one is given, else items by their
@@ -14,6 +14,7 @@ positives either), and scored by :func:`~reelhouse.evaluation.metrics.topk_metri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -25,8 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from reelhouse.errors import ReelhouseError
-from reelhouse.evaluation.metrics import first_occurrences, topk_metrics
 from reelhouse.recall.base import Interactions, RecallSource
+from reelhouse.recall.metrics import first_occurrences, topk_metrics
 from reelhouse.recall.popularity import PopularitySource
 from reelhouse.recall.topk import excluded_mask, first_k
 
@@ -46,7 +47,8 @@ class EvaluationData:
 
     ``seen`` (users x items) masks what each user had in training, positive or not; ``test`` and
     ``valid`` are binary users x items matrices of held-out positives (``valid`` only tunes the
-    pipeline's ranker); ``has_time`` says whether ``train.time_s`` holds real times.
+    pipeline's ranker); ``has_time`` says whether ``train.time_s`` holds real times and
+    ``temporal`` whether the held-out pairs all come after the training ones (a time split).
     """
 
     train: Interactions
@@ -54,6 +56,7 @@ class EvaluationData:
     valid: sp.csr_matrix | None = None
     seen: sp.csr_matrix | None = None
     has_time: bool = True
+    temporal: bool = True
     description: dict[str, object] = field(default_factory=dict)
 
 
@@ -67,6 +70,7 @@ class EvaluationResult:
     seconds: dict[str, float] = field(default_factory=dict)
     catalogue: int = 0
     train_pairs: int = 0
+    pipeline: dict[str, object] = field(default_factory=dict)  # the ranker's validation and fallback decision
 
     def to_dict(self) -> dict[str, object]:
         """``{"k": [...], "users": N, "models": {name: {metric@K: value}}}``; NaN becomes null."""
@@ -74,7 +78,10 @@ class EvaluationResult:
             name: {metric: (None if value != value else round(value, 6)) for metric, value in values.items()}
             for name, values in self.models.items()
         }
-        return {"k": list(self.k), "users": self.users, "models": models}
+        out: dict[str, object] = {"k": list(self.k), "users": self.users, "models": models}
+        if self.pipeline:
+            out["pipeline"] = self.pipeline
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -159,6 +166,7 @@ def evaluate(
         ranker = RecallRankPipeline(sources, pipeline)
         ranker.fit(train, valid=valid, exclude=exclude)
         fit_seconds = dict(ranker.fit_seconds)
+        result.pipeline = dict(ranker.decision)
     else:
         for name, source in sources.items():
             started = time.perf_counter()
@@ -190,6 +198,8 @@ def evaluate_data(
     max_users: int | None = None,
 ) -> EvaluationResult:
     """:func:`evaluate` on an :class:`EvaluationData`."""
+    if pipeline is not None:
+        pipeline = dataclasses.replace(pipeline, temporal=data.temporal)
     return evaluate(
         data.train, data.test, k_list, sources,
         valid=data.valid, exclude=data.seen, pipeline=pipeline, seed=seed, max_users=max_users,

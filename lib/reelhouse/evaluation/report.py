@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from reelhouse.evaluation.metrics import METRICS
 from reelhouse.evaluation.protocol import EvaluationResult
+from reelhouse.recall.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ def markdown_report(result: EvaluationResult, details: dict[str, Any] | None = N
     for key, value in (details or {}).items():
         if value is not None:
             lines.append(f"- {key}: {value}")
-    if details:
+    if result.pipeline.get("summary"):
+        lines.append(f"- pipeline: {result.pipeline['summary']}")
+    if details or result.pipeline:
         lines.append("")
     for k in result.k:
         columns = [f"{metric}@{k}" for metric in METRICS]

@@ -92,7 +92,8 @@ def run_evaluation(
     ``spark`` returns the job's SparkSession, called only when a session is needed.
     """
     from reelhouse.evaluation.pipeline import PipelineOptions
-    from reelhouse.recall.candidates import make_sources
+    from reelhouse.recall.candidates import make_source, make_sources
+    from reelhouse.recall.tuning import tune_recall
 
     output_dir = options.output_dir or Path(config.data_dir) / "evaluation"
     if options.interactions is not None:
@@ -104,9 +105,23 @@ def run_evaluation(
         details = {"data": data.description.get("source"), **{k: v for k, v in data.description.items() if k != "source"}}
 
     needs_spark = config.recall.quotas.get("als", 0) > 0
+    session = spark() if needs_spark else None
+    # Hyper-parameters chosen on a holdout of the training data drawn like the test (never the test).
+    recall, tuning = tune_recall(
+        config.recall,
+        lambda candidate, name: make_source(session, candidate, name, data.train, None),
+        data.train,
+        temporal=data.temporal,
+        seed=config.recall.seed,
+    )
+    if tuning.chosen:
+        details["tuning"] = f"{tuning.chosen} on a {tuning.holdout} holdout of {tuning.users} users (tuning.json)"
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "tuning.json").write_text(json.dumps(tuning.to_dict(), indent=2))
+        config = config.model_copy(update={"recall": recall})
     # No fixed as_of: decayed sources age pairs from the latest interaction of whatever they are
     # fitted on, so the pipeline's earlier fit and the full fit decay alike.
-    sources = {s.name: s for s in make_sources(spark() if needs_spark else None, config, data.train, None)}
+    sources = {s.name: s for s in make_sources(session, config, data.train, None)}
     if not sources and options.pipeline:
         raise EvaluationError("recall.quotas enables no source these data can feed; nothing to evaluate but baselines")
     pipeline = PipelineOptions(quotas=dict(config.recall.quotas), seed=config.training.seed) if options.pipeline else None
@@ -127,7 +142,7 @@ def options_from_args(args: argparse.Namespace) -> EvaluateOptions:
         item_features_col=args.item_features_col,
         vector_col=args.vector_col,
         min_rating=args.min_rating,
-        split=SplitPolicy(args.valid_fraction, args.test_fraction),
+        split=SplitPolicy(args.valid_fraction, args.test_fraction, method=args.split_method),
         output_dir=args.output_dir,
         max_users=args.max_users,
         pipeline=args.pipeline,

@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from reelhouse.config import ReelhouseConfig
+from reelhouse.config import RecallConfig, ReelhouseConfig
 from reelhouse.errors import ReelhouseError
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.recall.als import AlsSource
 from reelhouse.recall.base import Interactions, RecallSource
 from reelhouse.recall.blend import blend
-from reelhouse.recall.content import EmbeddingSource, TopicAffinitySource
+from reelhouse.recall.content import ContentNeighboursSource, EmbeddingSource, TopicAffinitySource
 from reelhouse.recall.covisit import CovisitationSource
+from reelhouse.recall.ease import EaseSource
 from reelhouse.recall.interactions import interactions_from_events, new_videos, read_item_vectors
 from reelhouse.recall.popularity import PopularitySource
 from reelhouse.recall.tables import ANY_USER, candidates_table, neighbours_table
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("als", "covisit", "topic", "embedding", "popularity")
+SOURCES = ("ease", "als", "covisit", "topic", "embedding", "content", "popularity")
 USER_BATCH = 20_000  # users recommended and blended at once; bounds the driver's memory
 FETCH_FACTOR = 2  # a source answers this many times its quota, so overlaps do not empty its share
 
@@ -58,6 +59,41 @@ class CandidatesResult:
         return json.dumps(asdict(self), sort_keys=True)
 
 
+def make_source(
+    spark: SparkSession | None, recall: RecallConfig, name: str, interactions: Interactions, as_of_s: float | None
+) -> RecallSource | None:
+    """Source ``name`` configured by ``recall``, unfitted; None when these interactions cannot feed it.
+
+    ``spark`` is only needed for ALS; ``as_of_s`` is where the decayed sources measure age from
+    (None: the latest interaction they are fitted on).
+    """
+    if name == "popularity":
+        return PopularitySource(recall.popularity_half_life_h, as_of_s)
+    if name == "ease":
+        return EaseSource(recall.ease_reg, recall.ease_max_items)
+    if name == "als":
+        if spark is None:
+            raise ReelhouseError("the ALS source needs a SparkSession; set recall.quotas.als to 0 to run without")
+        return AlsSource(spark, recall.als_rank, recall.als_reg, recall.als_alpha, recall.als_max_iter, recall.seed)
+    if name == "covisit":
+        return CovisitationSource(recall.covisit_neighbours, recall.covisit_recent_items, shrink=recall.covisit_shrink)
+    if name == "topic":
+        if "topic" not in interactions.item_attributes:
+            log.warning("recall: no video topics (dim_videos missing); the topic source is skipped")
+            return None
+        return TopicAffinitySource(recall.popularity_half_life_h, as_of_s)
+    if name in ("embedding", "content"):
+        if interactions.has_vector is None or not interactions.has_vector.any():
+            if recall.embeddings_path:
+                log.warning("recall: no video in %s has an embedding; the %s source is skipped",
+                            recall.embeddings_path, name)
+            return None
+        if name == "content":
+            return ContentNeighboursSource(recall.covisit_neighbours, recall.covisit_recent_items)
+        return EmbeddingSource(neighbours=recall.covisit_neighbours)
+    raise ReelhouseError(f"unknown recall source {name!r}; known: {list(SOURCES)}")
+
+
 def make_sources(
     spark: SparkSession | None, config: ReelhouseConfig, interactions: Interactions, as_of_s: float | None
 ) -> list[RecallSource]:
@@ -70,33 +106,8 @@ def make_sources(
     unknown = sorted(set(recall.quotas) - set(SOURCES))
     if unknown:
         raise ReelhouseError(f"recall.quotas names unknown sources {unknown}; known: {list(SOURCES)}")
-    sources: list[RecallSource] = []
-    for name, quota in recall.quotas.items():
-        if quota <= 0:
-            continue
-        if name == "popularity":
-            sources.append(PopularitySource(recall.popularity_half_life_h, as_of_s))
-        elif name == "als":
-            if spark is None:
-                raise ReelhouseError("the ALS source needs a SparkSession; set recall.quotas.als to 0 to run without")
-            sources.append(
-                AlsSource(spark, recall.als_rank, recall.als_reg, recall.als_alpha, recall.als_max_iter, recall.seed)
-            )
-        elif name == "covisit":
-            sources.append(CovisitationSource(recall.covisit_neighbours, recall.covisit_recent_items))
-        elif name == "topic":
-            if "topic" not in interactions.item_attributes:
-                log.warning("recall: no video topics (dim_videos missing); the topic source is skipped")
-                continue
-            sources.append(TopicAffinitySource(recall.popularity_half_life_h, as_of_s))
-        elif name == "embedding":
-            if interactions.has_vector is None or not interactions.has_vector.any():
-                if recall.embeddings_path:
-                    log.warning("recall: no video in %s has an embedding; the embedding source is skipped",
-                                recall.embeddings_path)
-                continue
-            sources.append(EmbeddingSource(neighbours=recall.covisit_neighbours))
-    return sources
+    sources = (make_source(spark, recall, name, interactions, as_of_s) for name, q in recall.quotas.items() if q > 0)
+    return [source for source in sources if source is not None]
 
 
 def _silver_window(

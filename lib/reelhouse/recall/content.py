@@ -4,6 +4,9 @@
 to the user's engagement with each topic. :class:`EmbeddingSource` looks up the videos whose
 embedding (from an upstream content model) is nearest the mean of the user's engaged videos;
 being independent of interactions, it can surface videos nobody has engaged with yet.
+:class:`ContentNeighboursSource` is the item-to-item form: the videos whose content is nearest
+each of the user's latest engaged videos, so a user of two tastes gets neighbours of both
+rather than of their average.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import scipy.sparse as sp
 
 from reelhouse.errors import ReelhouseError
 from reelhouse.recall.base import Interactions
+from reelhouse.recall.covisit import latest_items, recommend_from_graph
 from reelhouse.recall.popularity import decayed_popularity
 from reelhouse.recall.topk import (
     batched,
@@ -215,3 +219,36 @@ class EmbeddingSource:
             found, cosines = self._search(self.vectors[codes], self.n_neighbours + 1)
             items[codes], scores[codes] = first_k(found, cosines, found == codes[:, None], self.n_neighbours)
         return items, scores
+
+
+class ContentNeighboursSource:
+    """Per recent engaged video, its ``neighbours`` nearest videos by embedding cosine; a
+    candidate's score is its summed cosine to the user's ``recent_items`` latest videos.
+
+    Negative cosines are not kept (an unrelated video is no evidence). Videos without a vector
+    neither seed nor get recommended.
+    """
+
+    name = "content"
+
+    def __init__(self, neighbours: int, recent_items: int) -> None:
+        self.n_neighbours = neighbours
+        self.recent_items = recent_items
+        self.graph = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.seeds = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, interactions: Interactions) -> ContentNeighboursSource:
+        items, scores = EmbeddingSource(neighbours=self.n_neighbours).fit(interactions).neighbours()
+        kept = (items >= 0) & (scores > 0)
+        n_items = interactions.n_items
+        self.graph = sp.csr_matrix(
+            (scores[kept], (np.nonzero(kept)[0], items[kept])), shape=(n_items, n_items), dtype=np.float32
+        )
+        self.seeds = latest_items(interactions, self.recent_items)
+        log.info("content neighbours: %d items, %d links", n_items, self.graph.nnz)
+        return self
+
+    def recommend(
+        self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return recommend_from_graph(self.seeds, self.graph, users, k, exclude, self.recent_items * self.n_neighbours)

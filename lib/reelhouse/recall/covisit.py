@@ -1,9 +1,11 @@
 """Item-to-item recall from co-visitation: "people who engaged with this also engaged with ...".
 
-Two items are similar when the same visits engaged with both: the cosine of their columns in
-the visits x items weight matrix (``X^T X`` over the column norms), so an item engaged
-whenever another is scores 1 and sheer popularity does not make an item everybody's
-neighbour. A *visit* is a user's whole lookback by default; with ``window_s`` it is one user's
+Two items are similar when the same visits engaged with both: the shrunk cosine of their
+columns in the visits x items weight matrix, ``x_i·x_j / (|x_i| |x_j| + shrink)``. The cosine
+keeps sheer popularity from making an item everybody's neighbour; the shrinkage keeps pairs
+that one or two visits share from scoring like strong evidence (plain cosine gives two items
+engaged once, by the same user, the perfect score 1, and on a sparse log such pairs crowd out
+every real neighbour — co-visitation then lost to popularity). A *visit* is a user's whole lookback by default; with ``window_s`` it is one user's
 engagements whose latest time falls in the same ``window_s``-long slot of time, so only items
 engaged close together co-occur (closer to "watched in the same session").
 
@@ -21,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from reelhouse.recall.base import Interactions
-from reelhouse.recall.topk import batched, drop_excluded, empty, first_k, top_k_sparse
+from reelhouse.recall.topk import batched, drop_excluded, empty, top_k_sparse
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,20 @@ def latest_items(interactions: Interactions, count: int) -> sp.csr_matrix:
 
 
 class CovisitationSource:
-    """Cosine co-visitation, ``neighbours`` kept per item, seeded by a user's ``recent_items`` latest items."""
+    """Shrunk-cosine co-visitation, ``neighbours`` kept per item, seeded by a user's ``recent_items`` latest items."""
 
     name = "covisit"
 
     def __init__(
-        self, neighbours: int, recent_items: int, window_s: float | None = None, block_items: int = 2048
+        self,
+        neighbours: int,
+        recent_items: int,
+        window_s: float | None = None,
+        block_items: int = 2048,
+        shrink: float = 0.0,
     ) -> None:
         self.n_neighbours = neighbours
+        self.shrink = shrink
         self.recent_items = recent_items
         self.window_s = window_s
         self.block_items = block_items
@@ -67,18 +75,19 @@ class CovisitationSource:
     def fit(self, interactions: Interactions) -> CovisitationSource:
         n_items = interactions.n_items
         visits = self._visits(interactions)
-        norms = np.sqrt(np.asarray(visits.multiply(visits).sum(axis=0)).ravel())
-        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
-        normalised = (visits @ sp.diags(scale)).tocsr()
-        by_item = normalised.T.tocsr()
+        norms = np.sqrt(np.asarray(visits.multiply(visits).sum(axis=0)).ravel()).astype(np.float64)
+        visits = visits.astype(np.float64).tocsr()
+        by_item = visits.T.tocsr()
         items, scores = empty(n_items, self.n_neighbours)
         for start in range(0, n_items, self.block_items):
             stop = min(n_items, start + self.block_items)
-            similar = (by_item[start:stop] @ normalised).tocsr()
-            # One more than kept: the item itself (cosine 1) is among its own best and is dropped.
-            top_items, top_scores = top_k_sparse(similar, self.n_neighbours + 1)
-            itself = top_items == np.arange(start, stop)[:, None]
-            items[start:stop], scores[start:stop] = first_k(top_items, top_scores, itself, self.n_neighbours)
+            similar = (by_item[start:stop] @ visits).tocsr()
+            rows = np.repeat(np.arange(start, stop), np.diff(similar.indptr))
+            denominator = norms[rows] * norms[similar.indices] + self.shrink
+            similar.data = np.divide(similar.data, denominator, out=np.zeros_like(similar.data), where=denominator > 0)
+            similar.data[similar.indices == rows] = 0.0  # an item is not its own neighbour
+            similar.eliminate_zeros()
+            items[start:stop], scores[start:stop] = top_k_sparse(similar.astype(np.float32), self.n_neighbours)
         self.neighbour_items, self.neighbour_scores = items, scores
         kept = items >= 0
         self.graph = sp.csr_matrix(
@@ -95,12 +104,20 @@ class CovisitationSource:
     def recommend(
         self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        users = np.asarray(users, dtype=np.int64)
-        if self.seeds.shape[0] == 0:
-            return empty(len(users), k)
+        return recommend_from_graph(self.seeds, self.graph, users, k, exclude, self.recent_items * self.n_neighbours)
 
-        def answer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            candidates = (self.seeds[batch] @ self.graph).tocsr()
-            return top_k_sparse(drop_excluded(candidates, batch, exclude), k)
 
-        return batched(users, k, self.recent_items * self.n_neighbours, answer)
+def recommend_from_graph(
+    seeds: sp.csr_matrix, graph: sp.csr_matrix, users: np.ndarray, k: int, exclude: sp.csr_matrix | None, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of each user's seed items' summed neighbour scores (``seeds`` users x items,
+    ``graph`` items x items); ``width`` bounds a user's candidates (seeds x neighbours)."""
+    users = np.asarray(users, dtype=np.int64)
+    if seeds.shape[0] == 0:
+        return empty(len(users), k)
+
+    def answer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        candidates = (seeds[batch] @ graph).tocsr()
+        return top_k_sparse(drop_excluded(candidates, batch, exclude), k)
+
+    return batched(users, k, max(1, width), answer)

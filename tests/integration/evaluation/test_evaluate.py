@@ -16,9 +16,9 @@ from reelhouse.cli import main
 from reelhouse.config import load_config
 from reelhouse.evaluation.imports import LogColumns, import_interactions
 from reelhouse.evaluation.lakehouse import evaluation_data_from_events
-from reelhouse.evaluation.metrics import metric_names
 from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
 from reelhouse.lake import Lake
+from reelhouse.recall.metrics import metric_names
 from tests.unit.evaluation.synthetic import START_S, synthetic_log
 
 pytestmark = pytest.mark.integration

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from reelhouse.evaluation.imports import LogColumns, evaluation_data, read_interaction_log, read_item_features
-from reelhouse.evaluation.metrics import positives_matrix
-from reelhouse.evaluation.pipeline import PipelineOptions, RecallRankPipeline, split_by_time
+from reelhouse.evaluation.pipeline import PipelineOptions, RecallRankPipeline
 from reelhouse.evaluation.protocol import evaluate, evaluate_data, random_recommendations
 from reelhouse.evaluation.report import markdown_report, write_report
 from reelhouse.recall.base import Interactions
+from reelhouse.recall.metrics import positives_matrix
 
 from .fakes import CountSource, FavouriteTopicSource, FixedSource, OracleSource
 from .synthetic import synthetic_log
@@ -71,14 +71,6 @@ def test_random_draws_distinct_unseen_items_reproducibly():
         assert not set(picked) & set(seen[user].indices)
     # User a has seen 3 of 6 items: only 3 remain, the 4th slot is padding.
     assert sorted(first[0][:3]) == [3, 4, 5] and first[0][3] == -1
-
-
-def test_split_by_time_keeps_the_code_space():
-    train, _ = _tiny()
-    early, later = split_by_time(train, 0.34, seed=0)
-    # Times 0..5: the latest third (4, 5) are labels.
-    assert len(early.user) == 4 and later.nnz == 2
-    assert early.n_users == train.n_users and early.n_items == train.n_items
 
 
 @pytest.fixture(scope="module")

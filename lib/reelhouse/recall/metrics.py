@@ -128,3 +128,21 @@ def topk_metrics(
         result[f"hit_rate@{k}"] = float(np.mean(hits > 0))
         result[f"coverage@{k}"] = float(np.unique(top[top >= 0]).size / n_catalogue) if n_catalogue else float("nan")
     return {name: result[name] for name in metric_names(k_list)}
+
+
+def ndcg_per_row(recommended: np.ndarray, positives: sp.csr_matrix, k: int) -> np.ndarray:
+    """nDCG@``k`` of each row that has positives (the per-user values :func:`topk_metrics` averages)."""
+    positives = sp.csr_matrix(positives)
+    positives.sum_duplicates()
+    positives.eliminate_zeros()
+    n_rows = positives.shape[0]
+    recs = np.full((n_rows, k), -1, dtype=np.int64)
+    given = np.asarray(recommended, dtype=np.int64).reshape(n_rows, -1)[:, :k]
+    recs[:, : given.shape[1]] = given
+    n_pos = np.diff(positives.indptr)
+    rows = np.flatnonzero(n_pos > 0)
+    recs = recs[rows]
+    hit = (stored_at(positives, np.broadcast_to(rows[:, None], recs.shape), recs) & first_occurrences(recs)).astype(float)
+    discount = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])
+    return (hit @ discount) / ideal[np.minimum(n_pos[rows], k)]

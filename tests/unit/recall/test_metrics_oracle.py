@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelhouse.evaluation.metrics import positives_matrix, topk_metrics
+from reelhouse.recall.metrics import positives_matrix, topk_metrics
 
 TOL = 1e-4
 

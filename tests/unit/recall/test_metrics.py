@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from reelhouse.evaluation.metrics import metric_names, positives_matrix, stored_at, topk_metrics
+from reelhouse.recall.metrics import metric_names, positives_matrix, stored_at, topk_metrics
 
 L3, L5 = math.log2(3), math.log2(5)
 
