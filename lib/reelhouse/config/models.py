@@ -431,7 +431,7 @@ class RecallConfig(_Model):
         description="Choose each source's hyper-parameters on a validation holdout of its training data (grids in "
         "`tuning_grid`) before the final fit; false: use the values above as they are.",
     )
-    tuning_grid: dict[str, dict[str, list[float]]] = Field(
+    tuning_grid: dict[str, dict[str, list[int | float]]] = Field(
         default_factory=lambda: {
             "popularity": {"popularity_half_life_h": [6.0, 24.0, 168.0, 720.0, 8760.0, float("inf")]},
             "ease": {"ease_reg": [50.0, 150.0, 500.0, 1500.0]},

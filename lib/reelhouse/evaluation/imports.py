@@ -149,7 +149,7 @@ class ImportReport:
     rows_read: int
     valid: int
     malformed: dict[str, int]
-    split_method: str  # "column", "time" or "random"
+    split_method: str  # "column", "time", "random" or "user"
     splits: dict[str, int]
     users: int
     items: int

@@ -414,10 +414,12 @@ class RecallRankPipeline:
             raise ValueError("fit the pipeline before ranking")
         users = np.asarray(users, dtype=np.int64)
         fallback = self.decision.get("fallback")
-        if fallback is not None:
-            items, scores = recommended[fallback]
-            return items[:, :k], scores[:, :k]
         items, scores = empty(len(users), k)
+        if fallback is not None:
+            got_items, got_scores = recommended[fallback]
+            width = min(k, got_items.shape[1])
+            items[:, :width], scores[:, :width] = got_items[:, :width], got_scores[:, :width]
+            return items, scores
         for start in range(0, len(users), RANK_BATCH_USERS):
             part = slice(start, min(len(users), start + RANK_BATCH_USERS))
             batch = {name: (got[0][part], got[1][part]) for name, got in recommended.items()}

@@ -1,7 +1,9 @@
 """Candidate generation as of an interval end: silver -> every source -> blend -> Delta.
 
 Reads silver events of the lookback window (and ``dim_videos`` for topics and upload times,
-the embeddings file if configured), fits each source whose quota is positive, blends every
+the embeddings file if configured), tunes each source's settings on the window's latest pairs
+(:mod:`reelhouse.recall.tuning`; the chosen values are in the result and the log), fits each
+source whose quota is positive on the whole window, blends every
 user's answers and replaces ``user_candidates`` and ``item_neighbours`` (see
 :mod:`reelhouse.recall.tables`). Rebuilding the same ``as_of`` from the same silver version
 gives the same tables: sources are seeded and codes follow sorted ids.
@@ -31,6 +33,7 @@ from reelhouse.recall.ease import EaseSource
 from reelhouse.recall.interactions import interactions_from_events, new_videos, read_item_vectors
 from reelhouse.recall.popularity import PopularitySource
 from reelhouse.recall.tables import ANY_USER, candidates_table, neighbours_table
+from reelhouse.recall.tuning import tune_recall
 from reelhouse.silver.tables import DIM_VIDEOS, SILVER_EVENTS
 
 if TYPE_CHECKING:
@@ -51,6 +54,7 @@ class CandidatesResult:
     items: int = 0
     pairs: int = 0
     sources: list[str] = field(default_factory=list)
+    tuning: dict[str, dict[str, object]] = field(default_factory=dict)  # settings chosen on validation per source
     candidates: dict[str, int] = field(default_factory=dict)  # blended candidates per source
     rows: dict[str, int] = field(default_factory=dict)  # rows written per table
     versions: dict[str, int | None] = field(default_factory=dict)  # new version per table
@@ -150,6 +154,17 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
     result.users, result.items, result.pairs = interactions.n_users, interactions.n_items, len(interactions.weight)
 
     as_of_s = as_of.timestamp()
+    # Settings chosen on the lookback's latest pairs (a temporal holdout: tomorrow is the test).
+    tuned, tuning = tune_recall(
+        recall,
+        lambda candidate, name: make_source(spark, candidate, name, interactions, None),
+        interactions,
+        temporal=True,
+        seed=recall.seed,
+    )
+    result.tuning = tuning.chosen
+    config = config.model_copy(update={"recall": tuned})
+    recall = tuned
     sources = make_sources(spark, config, interactions, as_of_s)
     for source in sources:
         log.info("recall: fitting %s on %d pairs", source.name, result.pairs)

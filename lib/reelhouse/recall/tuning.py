@@ -49,6 +49,11 @@ class TuningResult:
         return dataclasses.asdict(self)
 
 
+def _plain(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as strict JSON can hold them: an infinite value (no decay) becomes ``"inf"``."""
+    return {k: (str(v) if isinstance(v, float) and not np.isfinite(v) else v) for k, v in settings.items()}
+
+
 def subset(interactions: Interactions, keep: np.ndarray) -> Interactions:
     """The pairs where ``keep`` is true, in the same code space."""
     return dataclasses.replace(
@@ -66,7 +71,8 @@ def is_temporal(interactions: Interactions) -> bool:
 
 
 def holdout_mask(interactions: Interactions, fraction: float, temporal: bool, seed: int) -> np.ndarray:
-    """Boolean per pair: held out. By time (the latest ``fraction``) or per user at random.
+    """Boolean per pair: held out. By time (the latest ``fraction``; when the pairs carry distinct
+    times) or per user at random.
 
     Per user: a user with ``n >= 2`` pairs holds out ``n - round((1 - fraction) n)`` of them
     (at least one is kept), chosen uniformly; a user with one pair holds out nothing.
@@ -75,9 +81,11 @@ def holdout_mask(interactions: Interactions, fraction: float, temporal: bool, se
     if n == 0:
         return np.zeros(0, dtype=bool)
     if temporal and is_temporal(interactions):
-        held = interactions.time_s >= np.quantile(interactions.time_s, 1 - fraction, method="higher")
-        if held.any() and not held.all():
-            return held
+        # Exactly the latest share by time (ties at the cut in pair order), at least one pair each side.
+        count = min(max(1, round(fraction * n)), n - 1)
+        held = np.zeros(n, dtype=bool)
+        held[np.argsort(interactions.time_s, kind="stable")[n - count :]] = True
+        return held
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(n), interactions.user))
     users = interactions.user[order]
@@ -137,19 +145,20 @@ def tune_recall(
         trials: list[dict[str, Any]] = []
         for values in itertools.product(*(grid[key] for key in keys)):
             settings = dict(zip(keys, values, strict=True))
-            source = make_source(recall.model_copy(update=settings), name)
+            # Validated, so a grid value read from YAML as 20.0 becomes the int a count setting needs.
+            source = make_source(RecallConfig.model_validate({**recall.model_dump(), **settings}), name)
             if source is None:
                 break
             source.fit(fit)
             items, _ = source.recommend(users, TUNING_K, exclude)
             score = topk_metrics(items, truth, [TUNING_K])[TUNING_METRIC]
-            trials.append({**settings, TUNING_METRIC: round(score, 6)})
+            trials.append({**_plain(settings), TUNING_METRIC: round(score, 6)})
             if best is None or score > best[0]:
                 best = (score, settings)
         if best is None:
             continue
-        recall = recall.model_copy(update=best[1])
-        result.chosen[name] = best[1]
+        recall = RecallConfig.model_validate({**recall.model_dump(), **best[1]})
+        result.chosen[name] = _plain(best[1])
         result.trials[name] = trials
         log.info("tuning %s: %s (validation %s %.4f over %d settings)", name, best[1], TUNING_METRIC, best[0], len(trials))
     result.seconds = round(time.perf_counter() - started, 2)
