@@ -56,10 +56,11 @@ def test_evaluate_a_log_from_the_command_line(log_files, tmp_path, monkeypatch, 
     assert code == 0
     printed = capsys.readouterr().out.strip().splitlines()
     result = json.loads(printed[-1])
-    assert set(result) == {"k", "users", "models"} and result["k"] == [10, 20] and result["users"] > 100
+    assert set(result) == {"k", "users", "models", "pipeline"} and result["k"] == [10, 20] and result["users"] > 100
+    assert set(result["pipeline"]["validation"]) == {"ranker", "ease", "covisit", "topic", "popularity"}
     models = result["models"]
-    # No embeddings: that source is skipped; ALS is off here.
-    assert list(models) == ["random", "popularity", "covisit", "topic", "pipeline"]
+    # No embeddings: the embedding and content sources are skipped; ALS is off here.
+    assert list(models) == ["random", "popularity", "ease", "covisit", "topic", "pipeline"]
     assert all(list(metrics) == metric_names([10, 20]) for metrics in models.values())
     # The synthetic log has a popularity signal (Zipf items) and a topic signal.
     assert models["popularity"]["ndcg@10"] > 2 * models["random"]["ndcg@10"]
@@ -80,6 +81,7 @@ def test_als_and_the_pipeline_with_a_split_column(log_files, tmp_path, spark):
     environ = {
         "REELHOUSE__DATA_DIR": str(tmp_path), "REELHOUSE__RECALL__ALS_MAX_ITER": "4", "REELHOUSE__RECALL__ALS_RANK": "8",
         "REELHOUSE__RECALL__QUOTAS__COVISIT": "0", "REELHOUSE__RECALL__QUOTAS__TOPIC": "0",
+        "REELHOUSE__RECALL__QUOTAS__EASE": "0",
     }
     config = load_config(CONFIG, environ=environ)
     # The split column: days 0-23 train, 24-26 valid, 27-29 test (30 days of data).
@@ -100,6 +102,9 @@ def test_als_and_the_pipeline_with_a_split_column(log_files, tmp_path, spark):
     assert models["als"]["ndcg@10"] > models["random"]["ndcg@10"]
     assert models["pipeline"]["recall@10"] > models["random"]["recall@10"]
     assert "split: column" in run.markdown
+    # ALS's settings were chosen on a holdout of train (the grid's ranks, not the configured 8).
+    assert run.details["tuning"].startswith("{'als': {'als_rank': ")
+    assert (tmp_path / "report" / "tuning.json").exists()
 
 
 def _silver_events(days: int) -> pa.Table:
