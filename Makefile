@@ -56,24 +56,34 @@ $(JVM_STAMP): jvm/pom.xml jvm/broker/pom.xml jvm/spark/pom.xml | prereqs
 
 install: $(STAMP) $(JVM_STAMP) ## Create .venv, install reelhouse with its dependencies, resolve the JVM jars with Maven
 
+# Under CI=true a Debian package the tests need and that cannot be installed fails the build;
+# on a developer's machine the tests that need it are skipped.
+ifeq ($(CI),true)
+SKIP_OR_FAIL := : CI=true fails instead of skipping
+FAIL_ON_CI := exit 1
+else
+SKIP_OR_FAIL := : pytest will skip
+FAIL_ON_CI := :
+endif
+
 system-deps: ## Install the Debian packages the integration tests use (redis-server, chromium, chromium-driver) when missing; needs root/apt-get
 	@if command -v redis-server >/dev/null 2>&1; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing redis-server (apt-get) for the Redis online-store tests ..."; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } || \
-	    echo "could not install redis-server: the Redis online-store tests will be skipped"; \
+	    { echo "could not install redis-server (apt-get failed)$(SKIP_OR_FAIL) the Redis online-store tests"; $(FAIL_ON_CI); }; \
 	else \
-	  echo "redis-server is not installed: the Redis online-store tests will be skipped (install it with 'sudo apt-get install redis-server', or run 'make system-deps' as root)"; \
+	  echo "redis-server is not installed (install it with 'sudo apt-get install redis-server', or run 'make system-deps' as root)$(SKIP_OR_FAIL) the Redis online-store tests"; $(FAIL_ON_CI); \
 	fi
 	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
 	  :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing chromium and chromium-driver (apt-get) for the headless browser tests of the Airflow and MLflow UIs ..."; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
-	    echo "could not install chromium/chromium-driver: the browser tests will be skipped"; \
+	    { echo "could not install chromium/chromium-driver (apt-get failed)$(SKIP_OR_FAIL) the browser tests"; $(FAIL_ON_CI); }; \
 	else \
-	  echo "chromium or chromedriver is not installed: the browser tests will be skipped (install them with 'sudo apt-get install chromium chromium-driver', or run 'make system-deps' as root)"; \
+	  echo "chromium or chromedriver is not installed (install them with 'sudo apt-get install chromium chromium-driver', or run 'make system-deps' as root)$(SKIP_OR_FAIL) the browser tests"; $(FAIL_ON_CI); \
 	fi
 
 demo: install ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from reelhouse.online.redis import RedisOnlineStore
-from tests.integration.conftest import free_ports
+from tests.integration.conftest import free_ports, missing_prerequisite
 from tests.online_behaviour import DEFAULT_TTL_S
 
 START_TIMEOUT_S = 10.0
@@ -66,7 +66,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of the session's redis-server (database 0); the server is stopped when the session ends."""
     executable = shutil.which("redis-server")
     if executable is None:
-        pytest.skip(
+        missing_prerequisite(
             "redis-server is not installed: run `make system-deps` (apt-get install redis-server) "
             "to run the Redis online-store tests"
         )
