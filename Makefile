@@ -22,7 +22,7 @@ JVM_STAMP := jvm/target/.resolved
 # spark-submit with the JVM dependencies (jvm/pom.xml) as config's spark.jars says: --jars or --packages.
 SPARK_SUBMIT = $(VENV)/bin/spark-submit $$($(PY) -m reelhouse.jvm submit-args --config $(CONFIG))
 
-.PHONY: help prereqs install system-deps demo test test-unit test-integration stack-up stack-down stack-status \
+.PHONY: help prereqs install system-deps lint demo test test-unit test-integration stack-up stack-down stack-status \
         cluster cluster-down \
         simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features bench-serve \
         bench-train bench-quality train candidates evaluate ab-report mlflow airflow airflow-daily stop clean serve
@@ -89,7 +89,11 @@ system-deps: ## Install the Debian packages the integration tests use (redis-ser
 demo: install ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop
 	@$(VENV)/bin/reelhouse demo --config $(CONFIG)
 
-test: install system-deps ## Run the whole test suite (unit + integration against real local services)
+lint: install ## ruff check and ruff format --check over the whole tree (make test runs it first)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+test: install system-deps lint ## Lint, then the whole test suite (unit + integration against real local services)
 	@$(PY) -m pytest tests -q
 
 test-unit: install ## Run only the fast unit tests (no services)

@@ -51,8 +51,13 @@ DEVICE = {"os": "ios", "app_version": "31.4.0", "country": "DE", "network": "wif
 def probe_event(i: int) -> tuple[str, bytes]:
     video = f"probe-{i}"
     event = make_event(
-        event_id=f"probe-{i}-{time.time_ns()}", event_type="impression", user_id=f"probe-user-{i % 50}",
-        video_id=video, event_time_ms=int(time.time() * 1000), session_id="probe", device=DEVICE,
+        event_id=f"probe-{i}-{time.time_ns()}",
+        event_type="impression",
+        user_id=f"probe-user-{i % 50}",
+        video_id=video,
+        event_time_ms=int(time.time() * 1000),
+        session_id="probe",
+        device=DEVICE,
     )
     return video, orjson.dumps(event)
 
@@ -125,7 +130,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=12_000, help="background events/s (the target is >= 10,000)")
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--probe-interval", type=float, default=0.3)
-    parser.add_argument("--warmup", type=float, default=20.0, help="at least this many seconds of load before the first probe")
+    parser.add_argument(
+        "--warmup", type=float, default=20.0, help="at least this many seconds of load before the first probe"
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     configure_logging()
@@ -140,7 +147,11 @@ def main() -> int:
             "lake": base.lake.model_copy(update={"root": str(work / "lake")}),
             "online_store": base.online_store.model_copy(update={"path": work / "online.db"}),
             "speed": base.speed.model_copy(
-                update={"checkpoint_dir": str(work / "checkpoint"), "starting_offsets": "latest", "dimensions_refresh_s": 5.0}
+                update={
+                    "checkpoint_dir": str(work / "checkpoint"),
+                    "starting_offsets": "latest",
+                    "dimensions_refresh_s": 5.0,
+                }
             ),
             # Wall-clock speed: the background events carry current times, as live traffic does.
             "simulator": base.simulator.model_copy(
@@ -158,7 +169,9 @@ def main() -> int:
         # The catalogue first (a few events), so dim_videos gives the speed layer its topics.
         sim_parser = argparse.ArgumentParser()
         add_simulation_arguments(sim_parser)
-        run_simulation(config, simulation_options_from_args(config, sim_parser.parse_args(["--events", "1000", "--rate", "0"])))
+        run_simulation(
+            config, simulation_options_from_args(config, sim_parser.parse_args(["--events", "1000", "--rate", "0"]))
+        )
         from reelhouse.session import spark_session
         from reelhouse.speed.job import SpeedLayerJob
 
@@ -171,9 +184,21 @@ def main() -> int:
         # The load outlasts the probes; its report (last line) gives the rate it sustained.
         duration = 240 + args.probes * args.probe_interval + 15
         background = subprocess.Popen(
-            [sys.executable, "-m", "reelhouse.cli", "simulate", "--config", str(config_file), "--rate", str(args.rate),
-             "--duration", str(duration), "--no-catalogue"],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "reelhouse.cli",
+                "simulate",
+                "--config",
+                str(config_file),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(duration),
+                "--no-catalogue",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         warmup_s = wait_until_caught_up(query, args.rate, args.warmup, limit_s=240.0)
         latencies, missed = measure(config, args.probes, args.probe_interval, timeout_s=30.0)
@@ -197,7 +222,9 @@ def main() -> int:
             "speed_layer_rows_per_s": round(input_rate),
             "warmup_s": round(warmup_s, 1),
             "micro_batches": job.result.batches,
-            "realtime_delta_commits": job.realtime.commits if job.realtime else 0,  # appends to <entity>_features_rt, off the batch's path
+            "realtime_delta_commits": job.realtime.commits
+            if job.realtime
+            else 0,  # appends to <entity>_features_rt, off the batch's path
             "spark_master": config.spark.master,
             "online_store": config.online_store.type,
         }

@@ -104,8 +104,11 @@ def main() -> int:
         versions = pom_properties()
         report = {
             "benchmark": "ingest",
-            "broker": (f"Apache Kafka {versions['kafka.version']} (local, KRaft)" if config.stack.enabled
-                       else f"Kafka at {config.kafka.bootstrap_servers}"),
+            "broker": (
+                f"Apache Kafka {versions['kafka.version']} (local, KRaft)"
+                if config.stack.enabled
+                else f"Kafka at {config.kafka.bootstrap_servers}"
+            ),
             "delta_writer": f"delta-spark {versions['delta.version']} on Spark {versions['spark.version']}",
             "events": produced.events,
             "events_per_s": round(rate),

@@ -72,7 +72,9 @@ def movielens_100k(wheel: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="conf/local.yaml")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reelhouse")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reelhouse"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown lines would follow the JSON
@@ -88,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reelhouse-quality-") as scratch:
         root = Path(scratch)
         ratings.to_csv(root / "ml-100k.csv", index=False)
-        table = pa.table({"item_id": items["item_id"], "genres": pa.array([v.tolist() for v in items["genres"]],
-                                                                           pa.list_(pa.float32()))})
+        table = pa.table(
+            {
+                "item_id": items["item_id"],
+                "genres": pa.array([v.tolist() for v in items["genres"]], pa.list_(pa.float32())),
+            }
+        )
         pq.write_table(table, root / "genres.parquet")
         try:
             runs = quality_runs(config, root / "ml-100k.csv", root / "genres.parquet", spark, root / "reports")

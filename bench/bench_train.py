@@ -112,7 +112,9 @@ class World:
         return 1.0 / (1.0 + np.exp(-score))
 
 
-def events_chunk(rng: np.random.Generator, world: World, first: int, pages: int, start_ms: int, end_ms: int) -> pa.Table:
+def events_chunk(
+    rng: np.random.Generator, world: World, first: int, pages: int, start_ms: int, end_ms: int
+) -> pa.Table:
     """``pages`` feed pages of ``PAGE`` impressions with their outcomes, times in ``[start_ms, end_ms)``."""
     n_users = len(world.bias)
     page_user = rng.integers(0, n_users, size=pages)
@@ -187,7 +189,9 @@ def events_chunk(rng: np.random.Generator, world: World, first: int, pages: int,
     )
 
 
-def gold_tables(rng: np.random.Generator, world: World, feature_ms: int, impressions_per_hour: float) -> dict[str, pa.Table]:
+def gold_tables(
+    rng: np.random.Generator, world: World, feature_ms: int, impressions_per_hour: float
+) -> dict[str, pa.Table]:
     """Every entity's feature rows as of ``feature_ms``, consistent with the latent model."""
     n_users, n_videos = len(world.bias), len(world.quality)
     hour = dt.datetime.fromtimestamp(feature_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H")
@@ -320,8 +324,13 @@ def main() -> int:
             spark, config, args.impressions, args.hours, args.feature_every_h, args.chunk_pages, args.seed,
             args.users, args.videos, args.topics, DEFAULT_START,
         )  # fmt: skip
-        log.info("generated %d impressions (%d silver rows, %d gold rows) in %.1f s",
-                 generated.impressions, generated.silver_rows, generated.gold_rows, generated.seconds)
+        log.info(
+            "generated %d impressions (%d silver rows, %d gold rows) in %.1f s",
+            generated.impressions,
+            generated.silver_rows,
+            generated.gold_rows,
+            generated.seconds,
+        )
 
         started = time.monotonic()
         built = build_training_set(spark, config, DEFAULT_START, DEFAULT_START + dt.timedelta(hours=args.hours))

@@ -1,6 +1,6 @@
 """silver_events (+ dim_videos, embeddings) -> user_candidates and item_neighbours as of an interval end.
 
-    spark-submit jobs/build_candidates.py --config conf/local.yaml --as-of 2026-11-22T00:00:00+00:00
+spark-submit jobs/build_candidates.py --config conf/local.yaml --as-of 2026-11-22T00:00:00+00:00
 """
 
 import datetime as dt

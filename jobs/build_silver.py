@@ -1,6 +1,6 @@
 """bronze_events -> silver_events for one data interval, after MERGE-ing the dimensions.
 
-    spark-submit jobs/build_silver.py --config conf/local.yaml --start 2026-11-21T00:00:00+00:00 --end 2026-11-22T00:00:00+00:00
+spark-submit jobs/build_silver.py --config conf/local.yaml --start 2026-11-21T00:00:00+00:00 --end 2026-11-22T00:00:00+00:00
 """
 
 import datetime as dt

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(spark, config: ReelhouseConfig) -> ImportReport:
         policy = SplitPolicy(args.valid_fraction, args.test_fraction, args.seed)
-        return import_interactions(spark, config, args.path, columns, policy, args.item_features, args.item_features_col)
+        return import_interactions(
+            spark, config, args.path, columns, policy, args.item_features, args.item_features_col
+        )
 
     return run_spark_job(args, "import_interactions", body)
 

@@ -1,6 +1,6 @@
 """Kafka activity logs -> Delta `bronze_events` (valid) and `quarantine_events` (invalid), exactly once.
 
-    spark-submit jobs/ingest_events.py --config conf/local.yaml [--trigger available_now]
+spark-submit jobs/ingest_events.py --config conf/local.yaml [--trigger available_now]
 """
 
 import sys

@@ -1,7 +1,7 @@
 """gold feature tables -> online store: one feature time per entity, written by the executors.
 
-    spark-submit jobs/materialize_online.py --config conf/local.yaml                 # the latest feature time
-    spark-submit jobs/materialize_online.py --feature-time 2026-11-22T00:00:00+00:00 --entities video,user
+spark-submit jobs/materialize_online.py --config conf/local.yaml                 # the latest feature time
+spark-submit jobs/materialize_online.py --feature-time 2026-11-22T00:00:00+00:00 --entities video,user
 """
 
 import datetime as dt
@@ -14,7 +14,9 @@ from reelhouse.online.materialize import materialize_online, parse_entities
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
     parser.add_argument(
-        "--feature-time", default=None, type=dt.datetime.fromisoformat,
+        "--feature-time",
+        default=None,
+        type=dt.datetime.fromisoformat,
         help="the feature time to load (ISO, UTC whole hour; default: each table's latest)",
     )
     parser.add_argument("--entities", default=None, help="comma-separated: video,user,user_topic (default: all)")

@@ -1,6 +1,6 @@
 """The speed layer: Kafka -> hourly feature tiles (Spark state) -> online store + `<entity>_features_rt`.
 
-    spark-submit jobs/stream_features.py --config conf/local.yaml [--trigger available_now]
+spark-submit jobs/stream_features.py --config conf/local.yaml [--trigger available_now]
 """
 
 import sys

@@ -22,9 +22,7 @@ def now_s() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def row(
-    key: str, version: int, plays: int, at: dt.datetime, expires_at: dt.datetime | None = None
-) -> FeatureRow:
+def row(key: str, version: int, plays: int, at: dt.datetime, expires_at: dt.datetime | None = None) -> FeatureRow:
     return FeatureRow(
         entity_key=key,
         values={"plays_1h": plays, "completion_rate_1h": 0.5},

@@ -16,7 +16,9 @@ from reelhouse.jobs import configure_logging
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)")
+    parser.add_argument(
+        "--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)"
+    )
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -160,14 +162,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelhouse", description="reelhouse: a TikTok-style recommendation lakehouse.")
+    parser = argparse.ArgumentParser(
+        prog="reelhouse", description="reelhouse: a TikTok-style recommendation lakehouse."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="start, stop or inspect the local Kafka broker (and Spark cluster)")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument(
-        "--spark-cluster", action="store_true",
+        "--spark-cluster",
+        action="store_true",
         help="with up: also start a Spark standalone cluster, or add one to the running stack (down always stops it)",
     )
     _add_config(stack)
@@ -193,10 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
     speed.set_defaults(func=_cmd_stream_features)
 
-    materialize = sub.add_parser("materialize", help="load gold features (the latest feature time) into the online store")
+    materialize = sub.add_parser(
+        "materialize", help="load gold features (the latest feature time) into the online store"
+    )
     _add_config(materialize)
     materialize.add_argument(
-        "--feature-time", default=None, type=dt.datetime.fromisoformat,
+        "--feature-time",
+        default=None,
+        type=dt.datetime.fromisoformat,
         help="the feature time to load (ISO, UTC whole hour; default: each table's latest)",
     )
     materialize.add_argument("--entities", default=None, help="comma-separated: video,user,user_topic (default: all)")
@@ -223,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default: serving.port)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; more need --config)")
     serve.add_argument(
-        "--write-openapi", default=None, metavar="PATH",
+        "--write-openapi",
+        default=None,
+        metavar="PATH",
         help="write the service's OpenAPI document to PATH (e.g. docs/openapi.json) and exit",
     )
     serve.set_defaults(func=_cmd_serve)

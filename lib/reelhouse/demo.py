@@ -68,8 +68,14 @@ def _summary(config: ReelhouseConfig, simulated: object, ingested: object, secon
 
 
 _SHOWN = {
-    "video": ("video_impressions_1h", "video_plays_1d", "video_completion_rate_1d", "video_like_rate_1d",
-              "video_trending_score", "video_age_s"),
+    "video": (
+        "video_impressions_1h",
+        "video_plays_1d",
+        "video_completion_rate_1d",
+        "video_like_rate_1d",
+        "video_trending_score",
+        "video_age_s",
+    ),
     "user": ("user_events_1d", "user_plays_1d", "user_mean_watch_ratio_1d", "user_like_rate_7d", "user_engagement_7d"),
 }
 
@@ -91,7 +97,9 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     # As epoch micros: Python datetimes from collect() are in this process's local time zone.
     first, last = bronze.agg(F.unix_micros(F.min("event_time")), F.unix_micros(F.max("event_time"))).first()
     start = dt.datetime.fromtimestamp(first / 1e6, dt.UTC).replace(minute=0, second=0, microsecond=0)
-    end = dt.datetime.fromtimestamp(last / 1e6, dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    end = dt.datetime.fromtimestamp(last / 1e6, dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(
+        hours=1
+    )
     log.info("[4/%d] silver for [%s, %s)", STEPS, start, end)
     silver = build_silver(spark, config, start, end)
     hours = int((end - start) / dt.timedelta(hours=1))
@@ -204,7 +212,9 @@ def ensure_serving_token(config_path: Path) -> bool:
     data.setdefault("serving", {})["token"] = secrets.token_urlsafe(32)
     write_secret_file(
         local,
-        "# Machine-local settings and secrets, merged over " + config_path.name + "; git-ignored.\n"
+        "# Machine-local settings and secrets, merged over "
+        + config_path.name
+        + "; git-ignored.\n"
         + yaml.safe_dump(data, sort_keys=False),
     )
     log.info("wrote a new serving token into %s (git-ignored, mode 0600)", local)
@@ -221,8 +231,12 @@ def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path) -> l
 
     serving = config.serving
     url = f"http://{serving.host}:{serving.port}"
-    log.info("[11/%d] feed service on %s, then %.0f s of simulated users (closed loop, A/B variants)",
-             STEPS, url, CLOSED_LOOP_S)
+    log.info(
+        "[11/%d] feed service on %s, then %.0f s of simulated users (closed loop, A/B variants)",
+        STEPS,
+        url,
+        CLOSED_LOOP_S,
+    )
     logs = Path(config.data_dir) / "serving.log"
     command = [str(Path(sys.executable).parent / "reelhouse"), "serve", "--config", str(config_path)]
     with open(logs, "w") as out:
@@ -315,8 +329,14 @@ def run_demo(config_path: str | Path | None = None, keep_stack: bool = False) ->
         config = config.model_copy(
             update={"simulator": sim.model_copy(update={"time_scale": DEMO_TIME_SCALE, "max_lag_s": lag_s})}
         )
-        log.info("[2/%d] simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours up to %s)",
-                 STEPS, sim.duration_s, sim.rate, span_s / 3600, _utc_ms(end_ms))
+        log.info(
+            "[2/%d] simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours up to %s)",
+            STEPS,
+            sim.duration_s,
+            sim.rate,
+            span_s / 3600,
+            _utc_ms(end_ms),
+        )
         options = dataclasses.replace(SimulationOptions.from_config(config), start_time_ms=start_ms)
         simulated = run_simulation(config, options)
         log.info("[3/%d] ingesting the topic into Delta (bronze + quarantine)", STEPS)

@@ -25,7 +25,9 @@ def configure_logging(verbose: bool = False) -> None:
 
 def job_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)")
+    parser.add_argument(
+        "--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -47,9 +49,7 @@ def run_job(args: argparse.Namespace, job_name: str, body: Callable[[ReelhouseCo
     return 1 if getattr(result, "ok", True) is False else 0
 
 
-def run_spark_job(
-    args: argparse.Namespace, job_name: str, body: Callable[[Any, ReelhouseConfig], Any]
-) -> int:
+def run_spark_job(args: argparse.Namespace, job_name: str, body: Callable[[Any, ReelhouseConfig], Any]) -> int:
     """:func:`run_job` with the one SparkSession built from the config: ``body(spark, config)``."""
 
     def with_spark(config: ReelhouseConfig) -> Any:

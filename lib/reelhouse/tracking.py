@@ -39,7 +39,7 @@ def configure_mlflow(config: ReelhouseConfig) -> str:
 
     uri = config.mlflow.tracking_uri
     if uri.startswith(_SQLITE_PREFIX):
-        Path(uri[len(_SQLITE_PREFIX):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len(_SQLITE_PREFIX) :]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     name = config.mlflow.experiment

@@ -30,7 +30,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config file not found; pass --config conf/local.yaml or set {DEFAULT_CONFIG_ENV}") from e
+        raise ConfigError(
+            f"{path}: config file not found; pass --config conf/local.yaml or set {DEFAULT_CONFIG_ENV}"
+        ) from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     except (OSError, UnicodeDecodeError) as e:
@@ -72,7 +74,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if not keys:
             continue
         if tuple(keys[:2]) in _DOTTED_KEY_MAPS and len(keys) == 3:

@@ -58,7 +58,10 @@ class BrokerConfig(_Model):
 
     host: str = Field("127.0.0.1", description="Address both listeners bind to and the broker advertises.")
     port: int = Field(
-        19092, ge=1, le=65535, description="Kafka (PLAINTEXT) port clients connect to; kafka.bootstrap_servers names it."
+        19092,
+        ge=1,
+        le=65535,
+        description="Kafka (PLAINTEXT) port clients connect to; kafka.bootstrap_servers names it.",
     )
     controller_port: int = Field(
         19093, ge=1, le=65535, description="Port of the KRaft controller listener (only the broker itself uses it)."
@@ -210,13 +213,15 @@ class KafkaStreamConfig(_Model):
     starting_offsets: str = Field(
         "earliest",
         description="Where a new checkpoint starts: `earliest`, `latest`, or per-partition JSON such as "
-        "{\"topic\": {\"0\": 42}} (Spark's `startingOffsets`); a checkpoint keeps its own afterwards.",
+        '{"topic": {"0": 42}} (Spark\'s `startingOffsets`); a checkpoint keeps its own afterwards.',
     )
     max_offsets_per_trigger: int | None = Field(
         2_000_000, ge=1, description="Upper bound on records per micro-batch (`maxOffsetsPerTrigger`; None: no bound)."
     )
     min_partitions: int = Field(
-        2, ge=1, description="Split offset ranges so a micro-batch has at least this many Spark tasks (`minPartitions`)."
+        2,
+        ge=1,
+        description="Split offset ranges so a micro-batch has at least this many Spark tasks (`minPartitions`).",
     )
     fail_on_data_loss: bool = Field(
         True,
@@ -230,7 +235,9 @@ class IngestConfig(KafkaStreamConfig):
     checkpoint_dir: str = Field(".reelhouse/checkpoints/ingest_events", description="Spark checkpoint location.")
     max_payload_bytes: int = Field(16_384, ge=256, description="Larger messages are quarantined as oversized.")
     max_clock_skew_s: int = Field(
-        86_400, ge=0, description="Events stamped further than this in the future of their Kafka timestamp are rejected."
+        86_400,
+        ge=0,
+        description="Events stamped further than this in the future of their Kafka timestamp are rejected.",
     )
     max_event_age_days: int = Field(
         365, ge=1, description="Events older than this relative to their Kafka timestamp are rejected."
@@ -257,7 +264,9 @@ class SpeedConfig(KafkaStreamConfig):
     dimensions_refresh_s: float = Field(
         30.0, gt=0, description="How often executors check dim_videos for a new version (topics, upload times)."
     )
-    write_delta: bool = Field(True, description="Append every micro-batch's feature rows to the real-time Delta tables.")
+    write_delta: bool = Field(
+        True, description="Append every micro-batch's feature rows to the real-time Delta tables."
+    )
     state_partitions: int = Field(
         2, ge=1, description="Shuffle partitions of the stateful operators; fixed when the checkpoint is created."
     )
@@ -280,7 +289,9 @@ class SimulatorConfig(_Model):
     duration_s: float = Field(10.0, gt=0, description="Wall-clock duration of a simulation run.")
     time_scale: float = Field(60.0, gt=0, description="Simulated seconds per wall-clock second.")
     malformed_share: float = Field(0.01, ge=0, le=1, description="Share of deliberately malformed messages.")
-    catalogue_dir: str = Field(".reelhouse/catalogue", description="Where users.parquet and videos.parquet are written.")
+    catalogue_dir: str = Field(
+        ".reelhouse/catalogue", description="Where users.parquet and videos.parquet are written."
+    )
     processes: int = Field(
         1,
         ge=1,
@@ -294,7 +305,7 @@ class SimulatorConfig(_Model):
     )
     page_size: int = Field(8, ge=1, le=100, description="Videos per feed page (one request_id each).")
     organic_share: float = Field(
-        0.08, ge=0, le=1, description="Share of plays and skips outside the feed (search, profiles; request_id \"\")."
+        0.08, ge=0, le=1, description='Share of plays and skips outside the feed (search, profiles; request_id "").'
     )
 
 
@@ -376,13 +387,17 @@ class TrainingConfig(_Model):
 
     table: str = Field("training_set", description="Delta table of labelled examples (replaced per build).")
     attribution_window_s: int = Field(
-        1_800, gt=0, description="Outcomes (play, like, share, comment, follow, skip) count for an impression "
-        "of the same request, user and video when they happen within this many seconds after it."
+        1_800,
+        gt=0,
+        description="Outcomes (play, like, share, comment, follow, skip) count for an impression "
+        "of the same request, user and video when they happen within this many seconds after it.",
     )
     positive_watch_ratio: float = Field(
         0.5, gt=0, le=1, description="Primary label: watch ratio at least this, or a like or a share."
     )
-    valid_fraction: float = Field(0.1, gt=0, lt=0.5, description="Latest-but-one share of impressions (by time) for validation.")
+    valid_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="Latest-but-one share of impressions (by time) for validation."
+    )
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Latest share of impressions (by time) for test.")
     max_fit_rows: int = Field(
         2_000_000, ge=1_000, description="Training rows the rankers fit on at most (a seeded sample beyond that)."
@@ -396,8 +411,13 @@ class TrainingConfig(_Model):
     )
     lgbm_params: dict[str, float | int | str] = Field(
         default_factory=lambda: {
-            "n_estimators": 400, "learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 50,
-            "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8,
+            "n_estimators": 400,
+            "learning_rate": 0.05,
+            "num_leaves": 63,
+            "min_child_samples": 50,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
         },
         description="LightGBM LGBMClassifier parameters (early stopping on the validation set).",
     )
@@ -418,13 +438,19 @@ class RecallConfig(_Model):
     als_alpha: float = Field(10.0, gt=0, description="ALS implicit-feedback confidence scale.")
     als_max_iter: int = Field(10, ge=1, description="ALS iterations.")
     covisit_neighbours: int = Field(50, ge=1, description="Neighbours kept per item (co-visitation and embeddings).")
-    covisit_recent_items: int = Field(20, ge=1, description="A user's most recent engaged items that seed item-to-item recall.")
+    covisit_recent_items: int = Field(
+        20, ge=1, description="A user's most recent engaged items that seed item-to-item recall."
+    )
     covisit_shrink: float = Field(
-        10.0, ge=0, description="Co-visitation's shrinkage: cosine's denominator plus this, so pairs seen by few users count less."
+        10.0,
+        ge=0,
+        description="Co-visitation's shrinkage: cosine's denominator plus this, so pairs seen by few users count less.",
     )
     ease_reg: float = Field(250.0, gt=0, description="EASE's ridge λ (larger: smoother item-item weights).")
     ease_max_items: int = Field(
-        10_000, ge=1, description="EASE models at most this many items (the most engaged); its dense Gram matrix is 8 n² bytes."
+        10_000,
+        ge=1,
+        description="EASE models at most this many items (the most engaged); its dense Gram matrix is 8 n² bytes.",
     )
     tune: bool = Field(
         True,
@@ -442,22 +468,38 @@ class RecallConfig(_Model):
         "not listed keeps its settings.",
     )
     tuning_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of the training pairs held out to tune on (the latest by time, or per user at random)."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the training pairs held out to tune on (the latest by time, or per user at random).",
     )
-    tuning_users: int = Field(2_000, ge=1, description="Validation users the tuner scores each setting on (a seeded sample).")
+    tuning_users: int = Field(
+        2_000, ge=1, description="Validation users the tuner scores each setting on (a seeded sample)."
+    )
     embeddings_path: str | None = Field(
-        None, description="Parquet file of dense item embeddings (vectors from upstream models); None: no embedding source."
+        None,
+        description="Parquet file of dense item embeddings (vectors from upstream models); None: no embedding source.",
     )
     embeddings_item_col: str = Field("video_id", description="Item column of the embeddings file.")
-    embeddings_vector_col: str = Field("embedding", description="Vector column (list of floats) of the embeddings file.")
+    embeddings_vector_col: str = Field(
+        "embedding", description="Vector column (list of floats) of the embeddings file."
+    )
     quotas: dict[str, int] = Field(
         default_factory=lambda: {
-            "ease": 60, "als": 60, "covisit": 50, "topic": 30, "embedding": 30, "content": 30, "popularity": 20,
+            "ease": 60,
+            "als": 60,
+            "covisit": 50,
+            "topic": 30,
+            "embedding": 30,
+            "content": 30,
+            "popularity": 20,
         },
         description="Candidates each source contributes to a user's blend, at most (sources without a quota are off).",
     )
     exploration_slots: int = Field(10, ge=0, description="Blend slots kept for new videos (exploration).")
-    new_video_hours: float = Field(48.0, gt=0, description="Videos uploaded this recently count as new for exploration.")
+    new_video_hours: float = Field(
+        48.0, gt=0, description="Videos uploaded this recently count as new for exploration."
+    )
     candidates_table: str = Field("user_candidates", description="Delta table of blended candidates per user.")
     neighbours_table: str = Field("item_neighbours", description="Delta table of neighbour lists per item.")
     seed: int = Field(7, description="Seed of ALS and of exploration picks.")
@@ -504,15 +546,20 @@ class ServingConfig(_Model):
         "service; set it in a git-ignored file or REELHOUSE__SERVING__TOKEN. The service refuses to start without "
         "one.",
     )
-    ranker_alias: str = Field("champion", description="Registry alias of `training.registered_model` the default feed ranks with.")
+    ranker_alias: str = Field(
+        "champion", description="Registry alias of `training.registered_model` the default feed ranks with."
+    )
 
     @field_validator("token", mode="before")
     @classmethod
     def _token_as_text(cls, value: object) -> object:
         # An all-digit token from the environment arrives as a JSON number; a token is text.
         return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
     alias_poll_s: float = Field(10.0, gt=0, description="How often the service checks whether a ranker alias moved.")
-    tables_poll_s: float = Field(60.0, gt=0, description="How often the service checks for new candidate / neighbour tables.")
+    tables_poll_s: float = Field(
+        60.0, gt=0, description="How often the service checks for new candidate / neighbour tables."
+    )
     video_features_refresh_s: float = Field(
         1.0,
         gt=0,
@@ -525,7 +572,9 @@ class ServingConfig(_Model):
     max_per_topic: int = Field(3, ge=1, description="Diversity cap: videos of one topic in a page.")
     max_per_creator: int = Field(2, ge=1, description="Diversity cap: videos of one creator in a page.")
     exploration_slots: int = Field(1, ge=0, description="Page slots kept for new videos (exploration).")
-    seen_ttl_h: float = Field(72.0, gt=0, description="How long shown or watched videos stay excluded from a user's feed.")
+    seen_ttl_h: float = Field(
+        72.0, gt=0, description="How long shown or watched videos stay excluded from a user's feed."
+    )
     seen_max: int = Field(2_000, ge=1, description="Most recent shown or watched videos remembered per user.")
     budgets: StageBudgets = Field(default_factory=StageBudgets)
     max_in_flight: int = Field(64, ge=1, description="Feed requests in progress at once; beyond, 503 with Retry-After.")
@@ -552,8 +601,12 @@ class ServingConfig(_Model):
 class VariantConfig(_Model):
     """One arm of an experiment: how its feed is recalled and ranked."""
 
-    name: str = Field(pattern=r"^[a-z0-9_\-]{1,24}$", description="Variant name, stamped on impressions as `<experiment>:<name>`.")
-    share: float = Field(gt=0, le=1, description="Share of the experiment's users; the shares of an experiment sum to 1.")
+    name: str = Field(
+        pattern=r"^[a-z0-9_\-]{1,24}$", description="Variant name, stamped on impressions as `<experiment>:<name>`."
+    )
+    share: float = Field(
+        gt=0, le=1, description="Share of the experiment's users; the shares of an experiment sum to 1."
+    )
     ranker: str = Field(
         "alias:champion",
         pattern=r"^(alias:[A-Za-z0-9_\-]+|version:[0-9]+|popularity|random)$",
@@ -572,7 +625,9 @@ class ExperimentConfig(_Model):
     salt: str | None = Field(None, description="Bucketing salt (default: the name); change it to reshuffle users.")
     start: str | None = Field(None, description="ISO-8601 UTC start; null: already running.")
     end: str | None = Field(None, description="ISO-8601 UTC end; null: open-ended.")
-    traffic: float = Field(1.0, gt=0, le=1, description="Share of all users in the experiment; the others get the default feed.")
+    traffic: float = Field(
+        1.0, gt=0, le=1, description="Share of all users in the experiment; the others get the default feed."
+    )
     variants: list[VariantConfig] = Field(min_length=2)
 
     @field_validator("variants")

@@ -134,7 +134,9 @@ class SplitPolicy:
     method: Literal["auto", "time", "random", "user"] = "auto"
 
     def __post_init__(self) -> None:
-        if not (0 <= self.valid_fraction < 1 and 0 < self.test_fraction < 1 and self.valid_fraction + self.test_fraction < 1):
+        if not (
+            0 <= self.valid_fraction < 1 and 0 < self.test_fraction < 1 and self.valid_fraction + self.test_fraction < 1
+        ):
             raise InteractionLogError(
                 f"split fractions valid={self.valid_fraction} test={self.test_fraction}: need 0 <= valid, "
                 "0 < test and valid + test < 1"
@@ -214,7 +216,9 @@ def _read_parquet(path: Path, columns: list[str]) -> pa.Table:
         names = pq.read_schema(path).names if path.is_file() else pq.ParquetDataset(path).schema.names
         missing = [c for c in columns if c not in names]
         if missing:
-            raise InteractionLogError(f"{path}: columns {missing} not found (columns: {names}); check the column options")
+            raise InteractionLogError(
+                f"{path}: columns {missing} not found (columns: {names}); check the column options"
+            )
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowInvalid) as e:
         raise InteractionLogError(f"cannot read {path} as Parquet: {e}") from e
@@ -245,9 +249,7 @@ def _raw(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def _epoch_scale(values: np.ndarray) -> np.ndarray:
     """Seconds per unit of each epoch number, from its magnitude (see the module docstring)."""
     magnitude = np.abs(values)
-    return np.select(
-        [magnitude < 1e11, magnitude < 1e14, magnitude < 1e17], [1.0, 1e-3, 1e-6], default=1e-9
-    )
+    return np.select([magnitude < 1e11, magnitude < 1e14, magnitude < 1e17], [1.0, 1e-3, 1e-6], default=1e-9)
 
 
 def epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:
@@ -255,8 +257,10 @@ def epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:
     kind = column.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         micros = column.cast(_UTC if pa.types.is_timestamp(kind) else pa.timestamp("us")).cast(pa.int64())
-        return micros.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6 if micros.null_count == 0 else (
-            pc.divide(micros.cast(pa.float64()), 1e6).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        return (
+            micros.to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+            if micros.null_count == 0
+            else (pc.divide(micros.cast(pa.float64()), 1e6).fill_null(np.nan).to_numpy(zero_copy_only=False))
         )
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         values = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
@@ -324,7 +328,10 @@ def _split_rows(
 
 
 def parse_interaction_log(
-    raw: pa.Table, columns: LogColumns, policy: SplitPolicy = SplitPolicy(), bad_lines: list[str] | None = None,
+    raw: pa.Table,
+    columns: LogColumns,
+    policy: SplitPolicy = SplitPolicy(),
+    bad_lines: list[str] | None = None,
     source: str = "",
 ) -> InteractionLog:
     """Clean rows and quarantine of a raw table holding (at least) the named columns."""
@@ -362,14 +369,17 @@ def parse_interaction_log(
 
     event_time = (
         pa.array(np.round(time_s[good] * 1e6).astype(np.int64), pa.int64()).cast(_UTC)
-        if time_s is not None else pa.nulls(int(good.sum()), _UTC)
+        if time_s is not None
+        else pa.nulls(int(good.sum()), _UTC)
     )
     rows = pa.table(
         {
             "user_id": pa.array(users.to_numpy(dtype=object)[good], pa.string()),
             "item_id": pa.array(items.to_numpy(dtype=object)[good], pa.string()),
             "event_time": event_time,
-            "rating": pa.array(rating[good], pa.float64()) if rating is not None else pa.nulls(int(good.sum()), pa.float64()),
+            "rating": pa.array(rating[good], pa.float64())
+            if rating is not None
+            else pa.nulls(int(good.sum()), pa.float64()),
             "split": pa.array(split, pa.string()),
         }
     ).cast(CLEAN_SCHEMA)
@@ -392,8 +402,13 @@ def parse_interaction_log(
         split_times=cuts,
     )
     if report.malformed:
-        log.warning("%s: %d of %d rows malformed %s (see the quarantine)", source, sum(malformed.values()),
-                    report.rows_read, malformed)
+        log.warning(
+            "%s: %d of %d rows malformed %s (see the quarantine)",
+            source,
+            sum(malformed.values()),
+            report.rows_read,
+            malformed,
+        )
     return InteractionLog(rows, quarantine, report)
 
 
@@ -424,7 +439,10 @@ def _quarantine(raw: pa.Table, columns: LogColumns, reason: np.ndarray, bad_line
     lines = pa.table(
         {
             "reason": pa.array([REASON_LINE] * len(bad_lines), pa.string()),
-            **{name: pa.nulls(len(bad_lines), QUARANTINE_SCHEMA.field(name).type) for name in QUARANTINE_SCHEMA.names[1:-1]},
+            **{
+                name: pa.nulls(len(bad_lines), QUARANTINE_SCHEMA.field(name).type)
+                for name in QUARANTINE_SCHEMA.names[1:-1]
+            },
             "raw_line": pa.array(bad_lines, pa.string()),
         },
         schema=QUARANTINE_SCHEMA,
@@ -476,7 +494,8 @@ def read_item_features(path: str | Path, item_col: str, vector_col: str | None =
         if column is not None and column not in table.column_names:
             raise InteractionLogError(f"{path}: column {column!r} not found (columns: {table.column_names})")
     if vector_col is not None and not (
-        pa.types.is_list(table.schema.field(vector_col).type) or pa.types.is_fixed_size_list(table.schema.field(vector_col).type)
+        pa.types.is_list(table.schema.field(vector_col).type)
+        or pa.types.is_fixed_size_list(table.schema.field(vector_col).type)
     ):
         raise InteractionLogError(f"{path}: {vector_col!r} must be a list of floats (a Parquet list column)")
     ids = _text(table.column(item_col))
@@ -485,9 +504,12 @@ def read_item_features(path: str | Path, item_col: str, vector_col: str | None =
     if dropped:
         log.warning("%s: %d rows without an item id or repeating an item were dropped", path, dropped)
     rest = table.drop_columns([item_col]).filter(pa.array(keep))
-    return pa.table({"item_id": pa.array(ids.to_numpy(dtype=object)[keep], pa.string()), **{
-        name: rest.column(name) for name in rest.column_names
-    }})
+    return pa.table(
+        {
+            "item_id": pa.array(ids.to_numpy(dtype=object)[keep], pa.string()),
+            **{name: rest.column(name) for name in rest.column_names},
+        }
+    )
 
 
 def with_item_features(interactions: Interactions, features: pa.Table, vector_col: str | None = None) -> Interactions:
@@ -594,14 +616,18 @@ def evaluation_data(
     train = interactions_from_frame(train_rows[positive[train_rows.index]], "user_id", "item_id", "weight", "time_s")
     all_items = df["item_id"].unique()
     if item_features is not None:
-        all_items = np.union1d(all_items.astype(str), item_features.column("item_id").to_numpy(zero_copy_only=False).astype(str))
+        all_items = np.union1d(
+            all_items.astype(str), item_features.column("item_id").to_numpy(zero_copy_only=False).astype(str)
+        )
     train = with_extra_ids(train, df["user_id"].unique(), all_items)
     if item_features is not None:
         train = with_item_features(train, item_features, vector_col)
 
     seen = positives_matrix(
-        _codes(train.user_ids, train_rows["user_id"]), _codes(train.item_ids, train_rows["item_id"]),
-        train.n_users, train.n_items,
+        _codes(train.user_ids, train_rows["user_id"]),
+        _codes(train.item_ids, train_rows["item_id"]),
+        train.n_users,
+        train.n_items,
     )
 
     def held_out(split: str) -> sp.csr_matrix | None:
@@ -622,7 +648,6 @@ def evaluation_data(
     )
 
 
-
 # ---------------------------------------------------------------------------------- lake import
 IMPORTED_INTERACTIONS = "imported_interactions"
 IMPORTED_ITEM_FEATURES = "imported_item_features"
@@ -630,7 +655,9 @@ IMPORTED_ITEM_FEATURES = "imported_item_features"
 
 def imported_interactions_spec() -> TableSpec:
     return TableSpec(
-        IMPORTED_INTERACTIONS, CLEAN_SCHEMA, ("split",),
+        IMPORTED_INTERACTIONS,
+        CLEAN_SCHEMA,
+        ("split",),
         "An imported interaction log, validated and split (replaced by every import).",
     )
 
@@ -665,7 +692,9 @@ def import_interactions(
     )
     if item_features is not None:
         features = read_item_features(item_features, item_features_col or columns.item)
-        spec = TableSpec(IMPORTED_ITEM_FEATURES, features.schema, (), "Item attributes (and vectors) of an imported log.")
+        spec = TableSpec(
+            IMPORTED_ITEM_FEATURES, features.schema, (), "Item attributes (and vectors) of an imported log."
+        )
         _replace_table(spark, lake, spec, features)
         report.item_features = features.num_rows
     return report

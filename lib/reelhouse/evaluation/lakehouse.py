@@ -87,13 +87,19 @@ def evaluation_data_from_lake(
         events = events.where(F.col("event_time") < F.lit(end))
     items = (
         lake.read_arrow(spark, DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"])
-        if lake.exists(DIM_VIDEOS.name, spark) else None
+        if lake.exists(DIM_VIDEOS.name, spark)
+        else None
     )
     recall = config.recall
     vectors = (
-        read_item_vectors(recall.embeddings_path, recall.embeddings_item_col, recall.embeddings_vector_col,
-                          dict(config.lake.storage_options))
-        if recall.embeddings_path else None
+        read_item_vectors(
+            recall.embeddings_path,
+            recall.embeddings_item_col,
+            recall.embeddings_vector_col,
+            dict(config.lake.storage_options),
+        )
+        if recall.embeddings_path
+        else None
     )
     data = evaluation_data_from_events(events, recall, items, vectors, policy)
     data.description["source"] = f"lake {SILVER_EVENTS.name} (version {silver_version})" + (
@@ -122,7 +128,9 @@ def evaluation_data_from_events(
         .collect()[0]
     )
     if bounds["first"] is None:
-        raise EvaluationError("the events hold no engagement (plays, likes, shares, comments); simulate traffic and build silver first")
+        raise EvaluationError(
+            "the events hold no engagement (plays, likes, shares, comments); simulate traffic and build silver first"
+        )
     first, last = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (bounds["first"], bounds["last"]))
     end = last + dt.timedelta(microseconds=1)
     valid_start, test_start = holdout_starts(first, end, policy)
@@ -132,16 +140,18 @@ def evaluation_data_from_events(
     train = interactions_from_events(events, recall, train_end, items=items, vectors=vectors)
     test_users, test_items = _pairs(events, test_start, end)
     valid_users, valid_items = _pairs(events, valid_start, test_start) if valid_start else (np.zeros(0, object),) * 2
-    train = with_extra_ids(
-        train, np.concatenate([test_users, valid_users]), np.concatenate([test_items, valid_items])
-    )
+    train = with_extra_ids(train, np.concatenate([test_users, valid_users]), np.concatenate([test_items, valid_items]))
     seen = train.seen()
     test = held_out_positives(train, test_users, test_items, seen)
     if test.nnz == 0:
         raise EvaluationError(f"no new engaged pairs in the test window from {test_start}; more traffic is needed")
     valid = held_out_positives(train, valid_users, valid_items, seen) if len(valid_users) else None
     return EvaluationData(
-        train=train, test=test, valid=valid, seen=seen, has_time=True,
+        train=train,
+        test=test,
+        valid=valid,
+        seen=seen,
+        has_time=True,
         description={
             "source": "events",
             "train_end": train_end.isoformat(),

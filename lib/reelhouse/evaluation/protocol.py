@@ -142,9 +142,16 @@ def evaluate(
     exclude = train.seen() if exclude is None else exclude
     users = evaluation_users(test, max_users, seed)
     held_out = sp.csr_matrix(test)[users]
-    log.info("evaluating %d users over %d items (%d training pairs), K=%s",
-             len(users), train.n_items, len(train.user), k_list)
-    result = EvaluationResult(k=k_list, users=len(users), models={}, catalogue=train.n_items, train_pairs=len(train.user))
+    log.info(
+        "evaluating %d users over %d items (%d training pairs), K=%s",
+        len(users),
+        train.n_items,
+        len(train.user),
+        k_list,
+    )
+    result = EvaluationResult(
+        k=k_list, users=len(users), models={}, catalogue=train.n_items, train_pairs=len(train.user)
+    )
 
     def score(name: str, items: np.ndarray, started: float) -> None:
         result.models[name] = topk_metrics(items[:, :k_max], held_out, k_list, train.n_items)
@@ -201,8 +208,15 @@ def evaluate_data(
     if pipeline is not None:
         pipeline = dataclasses.replace(pipeline, temporal=data.temporal)
     return evaluate(
-        data.train, data.test, k_list, sources,
-        valid=data.valid, exclude=data.seen, pipeline=pipeline, seed=seed, max_users=max_users,
+        data.train,
+        data.test,
+        k_list,
+        sources,
+        valid=data.valid,
+        exclude=data.seen,
+        pipeline=pipeline,
+        seed=seed,
+        max_users=max_users,
     )
 
 

@@ -41,8 +41,12 @@ def markdown_report(result: EvaluationResult, details: dict[str, Any] | None = N
             column: max((m[column] for m in result.models.values() if m[column] == m[column]), default=None)
             for column in columns
         }
-        lines += [f"## K = {k}", "", "| model | " + " | ".join(columns) + " | seconds |",
-                  "|---|" + "---:|" * (len(columns) + 1)]
+        lines += [
+            f"## K = {k}",
+            "",
+            "| model | " + " | ".join(columns) + " | seconds |",
+            "|---|" + "---:|" * (len(columns) + 1),
+        ]
         for name, metrics in result.models.items():
             cells = [
                 f"**{_cell(metrics[c])}**" if best[c] is not None and metrics[c] == best[c] else _cell(metrics[c])
@@ -83,9 +87,15 @@ def plot_metrics(result: EvaluationResult, path: Path) -> Path:
 def write_report(result: EvaluationResult, output_dir: Path, details: dict[str, Any] | None = None) -> dict[str, Path]:
     """``report.md``, ``metrics.png`` and ``metrics.json`` in ``output_dir``; returns their paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": output_dir / "report.md", "plot": output_dir / "metrics.png", "json": output_dir / "metrics.json"}
+    paths = {
+        "markdown": output_dir / "report.md",
+        "plot": output_dir / "metrics.png",
+        "json": output_dir / "metrics.json",
+    }
     paths["markdown"].write_text(markdown_report(result, details) + "\n")
     plot_metrics(result, paths["plot"])
-    paths["json"].write_text(json.dumps({**result.to_dict(), "seconds": result.seconds, "details": details or {}}, indent=2))
+    paths["json"].write_text(
+        json.dumps({**result.to_dict(), "seconds": result.seconds, "details": details or {}}, indent=2)
+    )
     log.info("evaluation report written to %s", output_dir)
     return paths

@@ -79,7 +79,8 @@ def load_log_data(options: EvaluateOptions, output_dir: Path) -> tuple[Evaluatio
     details = {
         "data": options.interactions,
         "rows": f"{report.valid} valid of {report.rows_read} read; malformed {report.malformed or 'none'}",
-        "split": f"{report.split_method} {report.splits}" + (f" from {report.split_times}" if report.split_times else ""),
+        "split": f"{report.split_method} {report.splits}"
+        + (f" from {report.split_times}" if report.split_times else ""),
     }
     return data, details
 
@@ -102,7 +103,10 @@ def run_evaluation(
         from reelhouse.evaluation.lakehouse import evaluation_data_from_lake
 
         data = evaluation_data_from_lake(spark(), config, options.split, end=options.end)
-        details = {"data": data.description.get("source"), **{k: v for k, v in data.description.items() if k != "source"}}
+        details = {
+            "data": data.description.get("source"),
+            **{k: v for k, v in data.description.items() if k != "source"},
+        }
 
     needs_spark = config.recall.quotas.get("als", 0) > 0
     session = spark() if needs_spark else None
@@ -124,7 +128,9 @@ def run_evaluation(
     sources = {s.name: s for s in make_sources(session, config, data.train, None)}
     if not sources and options.pipeline:
         raise EvaluationError("recall.quotas enables no source these data can feed; nothing to evaluate but baselines")
-    pipeline = PipelineOptions(quotas=dict(config.recall.quotas), seed=config.training.seed) if options.pipeline else None
+    pipeline = (
+        PipelineOptions(quotas=dict(config.recall.quotas), seed=config.training.seed) if options.pipeline else None
+    )
     result = evaluate_data(
         data, options.k, sources, pipeline=pipeline, seed=config.recall.seed, max_users=options.max_users
     )

@@ -205,7 +205,9 @@ def validate_object(obj: Any, reference_time_ms: int, limits: ValidationLimits =
         row[spec.name] = _check_field(obj, spec, "", False)
     event_time = row["event_time"]
     if event_time > reference_time_ms + limits.max_clock_skew_ms:
-        raise Invalid(REASON_TIMESTAMP, f"event_time {event_time} is in the future of the broker time {reference_time_ms}")
+        raise Invalid(
+            REASON_TIMESTAMP, f"event_time {event_time} is in the future of the broker time {reference_time_ms}"
+        )
     if event_time < reference_time_ms - limits.max_event_age_ms:
         raise Invalid(REASON_TIMESTAMP, f"event_time {event_time} is older than the accepted age")
     return row

@@ -77,8 +77,16 @@ def split_records(records: pa.Table, limits: ValidationLimits) -> tuple[pa.Table
         good_index.append(i)
         slow_rows.append(tuple(verdict.get(name) for name in FAST_COLUMNS))
     events = pa.concat_tables(
-        [pa.table(fast), pa.table(_event_arrays(dict(zip(FAST_COLUMNS, map(list, zip(*slow_rows)))) if slow_rows
-                                                 else {name: [] for name in FAST_COLUMNS}))]
+        [
+            pa.table(fast),
+            pa.table(
+                _event_arrays(
+                    dict(zip(FAST_COLUMNS, map(list, zip(*slow_rows))))
+                    if slow_rows
+                    else {name: [] for name in FAST_COLUMNS}
+                )
+            ),
+        ]
     )
     bronze = _bronze(records.take(pa.array(fast_index + good_index, pa.int64())), events)
     quarantine = _quarantine(records.take(pa.array(bad_index, pa.int64())), reasons, details)
@@ -89,8 +97,9 @@ _TYPES = {f.name: f.type for f in EVENT_COLUMNS}
 
 
 def _event_arrays(columns: dict[str, list]) -> dict[str, pa.Array]:
-    arrays = {name: pa.array(columns[name], _TYPES[name] if name != "event_time" else pa.int64())
-              for name in FAST_COLUMNS}
+    arrays = {
+        name: pa.array(columns[name], _TYPES[name] if name != "event_time" else pa.int64()) for name in FAST_COLUMNS
+    }
     arrays["event_time"] = pc.multiply(arrays["event_time"], 1000).cast(_TYPES["event_time"])
     # A per-type field sent with an event type that does not carry it is ignored, not stored.
     for name in FAST_COLUMNS:

@@ -18,6 +18,18 @@ from reelhouse.features.registry import (
 )
 
 __all__ = [
-    "AGES", "DECAYED", "ENTITY_KEYS", "FEATURES", "MEASURES", "SHARES", "TILE_S", "WINDOWS",
-    "FeatureSpec", "Measure", "derived_for", "feature_names", "features_for", "tile_measures",
+    "AGES",
+    "DECAYED",
+    "ENTITY_KEYS",
+    "FEATURES",
+    "MEASURES",
+    "SHARES",
+    "TILE_S",
+    "WINDOWS",
+    "FeatureSpec",
+    "Measure",
+    "derived_for",
+    "feature_names",
+    "features_for",
+    "tile_measures",
 ]

@@ -65,14 +65,18 @@ def window_features(events: DataFrame, entity: str, as_of: dt.datetime) -> DataF
     for measure_name, window in needed:
         measure = MEASURES[measure_name]
         applies = F.col("event_type").isin(list(measure.event_types)) & _since(end, WINDOWS[window])
-        sums.append(F.sum(F.when(applies, F.expr(measure.value)).otherwise(F.lit(0))).alias(_sum_name(measure_name, window)))
+        sums.append(
+            F.sum(F.when(applies, F.expr(measure.value)).otherwise(F.lit(0))).alias(_sum_name(measure_name, window))
+        )
     as_of_s = int(as_of.timestamp())
     for feature in decayed:
         measure = MEASURES[feature.measure]
         tile_end = F.floor(F.unix_timestamp("event_time") / TILE_S) * TILE_S + TILE_S
         weight = F.pow(F.lit(0.5), (F.lit(as_of_s) - tile_end) / F.lit(float(feature.half_life_s)))
         applies = F.col("event_type").isin(list(measure.event_types)) & _since(end, WINDOWS[feature.window])
-        sums.append(F.sum(F.when(applies, F.expr(measure.value) * weight).otherwise(F.lit(0.0))).alias(f"__{feature.name}"))
+        sums.append(
+            F.sum(F.when(applies, F.expr(measure.value) * weight).otherwise(F.lit(0.0))).alias(f"__{feature.name}")
+        )
     for age in ages:
         sums.append(F.max(age.attribute).alias(f"__{age.name}"))
     grouped = recent.groupBy(*keys).agg(*sums)

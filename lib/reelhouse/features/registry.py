@@ -54,7 +54,9 @@ _WATCH_RATIO = "LEAST(CAST(watch_ms AS DOUBLE) / video_duration_ms, 1.0)"
 MEASURES: dict[str, Measure] = {
     m.name: m
     for m in (
-        Measure("events", ("impression", "play", "like", "share", "comment", "follow", "skip"), description="any activity"),
+        Measure(
+            "events", ("impression", "play", "like", "share", "comment", "follow", "skip"), description="any activity"
+        ),
         Measure("impressions", ("impression",)),
         Measure("plays", ("play",)),
         Measure(
@@ -97,7 +99,9 @@ class FeatureSpec:
         return (self.numerator,) if self.denominator is None else (self.numerator, self.denominator)
 
 
-def _family(entity: str, windows: tuple[str, ...], shapes: tuple[tuple[str, str, str | None], ...]) -> list[FeatureSpec]:
+def _family(
+    entity: str, windows: tuple[str, ...], shapes: tuple[tuple[str, str, str | None], ...]
+) -> list[FeatureSpec]:
     return [
         FeatureSpec(f"{entity}_{stem}_{window}", entity, window, numerator, denominator)
         for window in windows
@@ -183,13 +187,21 @@ TRENDING_HALF_LIFE_S = 6 * 3_600
 
 DECAYED: tuple[DecayedFeature, ...] = (
     DecayedFeature(
-        "video_trending_score", "video", "7d", "engagement", TRENDING_HALF_LIFE_S,
+        "video_trending_score",
+        "video",
+        "7d",
+        "engagement",
+        TRENDING_HALF_LIFE_S,
         "engagement of the last 7 days, halved every 6 hours of age (per hourly tile)",
     ),
 )
 SHARES: tuple[ShareFeature, ...] = tuple(
     ShareFeature(
-        f"user_topic_affinity_{w}", "user_topic", f"user_topic_engagement_{w}", f"user_engagement_{w}", "user",
+        f"user_topic_affinity_{w}",
+        "user_topic",
+        f"user_topic_engagement_{w}",
+        f"user_engagement_{w}",
+        "user",
         f"share of the user's {w} engagement that went to this topic",
     )
     for w in ("7d", "28d")

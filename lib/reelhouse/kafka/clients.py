@@ -203,12 +203,16 @@ def ensure_topic(kafka: KafkaConfig, topic: TopicConfig, timeout_s: float = 15.0
     try:
         existing = topic_partition_counts(admin, timeout_s)
     except KafkaException as e:
-        raise StackError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {e}; is the broker up (reelhouse stack up)?") from e
+        raise StackError(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}: {e}; is the broker up (reelhouse stack up)?"
+        ) from e
     if topic.name in existing:
         if existing[topic.name] != topic.partitions:
             log.warning(
                 "topic %s has %d partitions, config asks for %d; leaving it as it is",
-                topic.name, existing[topic.name], topic.partitions,
+                topic.name,
+                existing[topic.name],
+                topic.partitions,
             )
         return False
     futures = admin.create_topics(

@@ -78,7 +78,9 @@ class AppTransaction:
 
     def __post_init__(self) -> None:
         if self.version < 0:
-            raise LakeError(f"app transaction {self.app_id!r}: version {self.version} must be >= 0 (Delta's txnVersion)")
+            raise LakeError(
+                f"app transaction {self.app_id!r}: version {self.version} must be >= 0 (Delta's txnVersion)"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,16 @@ def commit_metadata(commit: Mapping[str, Any]) -> dict[str, Any]:
 
 def _spark_path(uri: str) -> str:
     # Hadoop's S3 connector is s3a; delta-rs and pyarrow say s3.
-    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
+    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
 
 
 def _utc_timestamps(schema: pa.Schema) -> pa.Schema:
     """``schema`` with every time-zoned timestamp in ``UTC`` (the same instants; Spark names it ``Etc/UTC``)."""
     return pa.schema(
-        [f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f
-         for f in schema]
+        [
+            f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f
+            for f in schema
+        ]
     )
 
 
@@ -292,9 +296,7 @@ class Lake:
         condition = f"`{column}` IN ({', '.join(_sql_string(str(v)) for v in values)})"
         return self._write(df, spec, "overwrite", txn, metadata, replace_where=condition)
 
-    def merge(
-        self, df: DataFrame, spec: TableSpec, keys: Sequence[str], compare: Sequence[str]
-    ) -> CommitResult:
+    def merge(self, df: DataFrame, spec: TableSpec, keys: Sequence[str], compare: Sequence[str]) -> CommitResult:
         """Upsert ``df`` by ``keys`` (Delta MERGE): new keys are inserted, a key whose ``compare``
         columns changed is updated, unchanged rows are left alone. ``rows``: inserted + updated.
 
@@ -305,8 +307,10 @@ class Lake:
         from delta.tables import DeltaTable
 
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        builder = DeltaTable.forPath(spark, self.spark_uri(spec.name)).alias("t").merge(
-            self._conform(df, spec).alias("s"), on
+        builder = (
+            DeltaTable.forPath(spark, self.spark_uri(spec.name))
+            .alias("t")
+            .merge(self._conform(df, spec).alias("s"), on)
         )
         if compare:
             changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare)
@@ -366,7 +370,9 @@ class Lake:
         # delta-spark keeps one user string per commit; history() shows it as ``userMetadata``.
         user_metadata = json.dumps({**(metadata or {}), WRITE_ID_KEY: write_id}, sort_keys=True, default=str)
         writer = (
-            self._conform(df, spec).write.format("delta").mode(mode)
+            self._conform(df, spec)
+            .write.format("delta")
+            .mode(mode)
             .option("userMetadata", user_metadata)
             .option("maxRecordsPerFile", str(self.config.target_file_rows))
         )
@@ -398,7 +404,9 @@ class Lake:
                         int(metrics.get("numOutputRows") or 0),
                         metrics,
                     )
-                    log.info("%s: committed version %d (%d files, %d rows)", name, result.version, result.files, result.rows)
+                    log.info(
+                        "%s: committed version %d (%d files, %d rows)", name, result.version, result.files, result.rows
+                    )
                     return result
         done = None if txn is None else self.committed_version(name, txn.app_id, spark)
         if done is not None and txn is not None and done >= txn.version:
@@ -426,8 +434,12 @@ class Lake:
         if is_conflict(error):
             return error  # the caller may retry on a fresh snapshot (maintenance does)
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if "does not conform to partial table overwrite condition" in str(error) or "DELTA_REPLACE_WHERE_MISMATCH" in str(error):
-            return LakeError(f"{spec.name}: {what} got rows outside the partitions it replaces; nothing was committed ({text})")
+        if "does not conform to partial table overwrite condition" in str(
+            error
+        ) or "DELTA_REPLACE_WHERE_MISMATCH" in str(error):
+            return LakeError(
+                f"{spec.name}: {what} got rows outside the partitions it replaces; nothing was committed ({text})"
+            )
         if isinstance(error, AnalysisException):
             return LakeError(
                 f"{spec.name}: {what} refused by Delta: {text}. If the table's schema or partitioning differs "
@@ -452,14 +464,20 @@ class Lake:
         if version is not None:
             reader = reader.option("versionAsOf", str(version))
         if timestamp is not None:
-            text = timestamp.astimezone(dt.UTC).isoformat() if isinstance(timestamp, dt.datetime) and timestamp.tzinfo else str(timestamp)
+            text = (
+                timestamp.astimezone(dt.UTC).isoformat()
+                if isinstance(timestamp, dt.datetime) and timestamp.tzinfo
+                else str(timestamp)
+            )
             reader = reader.option("timestampAsOf", text)
         try:
             return reader.load(self.spark_uri(name))
         except AnalysisException as e:
             if not self.exists(name, spark):
                 raise self._missing(name) from e
-            raise LakeError(f"{name}: cannot read version {version} / timestamp {timestamp}: {str(e).splitlines()[0]}") from e
+            raise LakeError(
+                f"{name}: cannot read version {version} / timestamp {timestamp}: {str(e).splitlines()[0]}"
+            ) from e
 
     def read_arrow(
         self, spark: SparkSession, name: str, version: int | None = None, columns: Sequence[str] | None = None

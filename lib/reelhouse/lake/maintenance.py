@@ -122,7 +122,9 @@ def discover_tables(lake: Lake) -> list[str]:
     """Names of the Delta tables directly under the lake root (directories with a ``_delta_log``)."""
     fs, root = filesystem_for(lake.config.root, dict(lake.config.storage_options))
     entries = fs.get_file_info(pafs.FileSelector(root.rstrip("/"), allow_not_found=True))
-    folders = [e.base_name for e in entries if e.type == pafs.FileType.Directory and not e.base_name.startswith((".", "_"))]
+    folders = [
+        e.base_name for e in entries if e.type == pafs.FileType.Directory and not e.base_name.startswith((".", "_"))
+    ]
     logs = fs.get_file_info([f"{root.rstrip('/')}/{name}/_delta_log" for name in folders])
     return sorted(name for name, info in zip(folders, logs, strict=True) if info.type == pafs.FileType.Directory)
 
@@ -167,8 +169,14 @@ def _maintain_table(spark: SparkSession, lake: Lake, name: str, config: Maintena
     if result.status == "ok":
         log.info(
             "%s: compaction %s (%d files -> %d), %d files vacuumed, checkpoint at %s, versions %s -> %s",
-            name, result.compaction, result.files_removed, result.files_added, result.files_vacuumed,
-            result.checkpoint_version, result.version_before, result.version_after,
+            name,
+            result.compaction,
+            result.files_removed,
+            result.files_added,
+            result.files_vacuumed,
+            result.checkpoint_version,
+            result.version_before,
+            result.version_after,
         )
     return result
 
@@ -193,8 +201,12 @@ def _retrying(result: TableMaintenance, config: MaintenanceConfig, step: Callabl
             result.conflicts += 1
             if attempt == config.conflict_retries:
                 raise
-            log.warning("%s: commit conflicted with a concurrent writer (%s); retry in %.1fs",
-                        result.table, type(e).__name__, delay)
+            log.warning(
+                "%s: commit conflicted with a concurrent writer (%s); retry in %.1fs",
+                result.table,
+                type(e).__name__,
+                delay,
+            )
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
@@ -248,10 +260,14 @@ def compaction_condition(
     def equals(column: str, value: str | None) -> str:
         return f"`{column}` IS NULL" if value is None else f"`{column}` = {_sql_literal(value)}"
 
-    return " OR ".join("(" + " AND ".join(equals(c, v) for c, v in zip(partition_columns, key, strict=True)) + ")" for key in chosen)
+    return " OR ".join(
+        "(" + " AND ".join(equals(c, v) for c, v in zip(partition_columns, key, strict=True)) + ")" for key in chosen
+    )
 
 
-def _small_files(spark: SparkSession, lake: Lake, name: str, target_bytes: int) -> tuple[list[str], list[dict[str, str | None]]]:
+def _small_files(
+    spark: SparkSession, lake: Lake, name: str, target_bytes: int
+) -> tuple[list[str], list[dict[str, str | None]]]:
     """The table's partition columns, and the partition values of each active file below ``target_bytes``.
 
     From the snapshot's file list (the log), not from the data: through the JVM, as the Python
@@ -303,7 +319,9 @@ def deleted_file_retention_hours(spark: SparkSession, lake: Lake, name: str) -> 
     properties = (detail["properties"] if detail else None) or {}
     interval = properties.get("delta.deletedFileRetentionDuration", _DEFAULT_DELETED_FILE_RETENTION)
     if not interval.strip().lower().startswith("interval "):
-        raise LakeError(f"{name}: delta.deletedFileRetentionDuration {interval!r} is not an interval such as 'interval 7 days'")
+        raise LakeError(
+            f"{name}: delta.deletedFileRetentionDuration {interval!r} is not an interval such as 'interval 7 days'"
+        )
     value = spark.sql(f"SELECT {interval} AS retention").first()["retention"]
     return value.total_seconds() / 3600
 

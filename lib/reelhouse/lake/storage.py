@@ -18,7 +18,7 @@ def filesystem_for(uri: str, storage_options: dict[str, str] | None = None) -> t
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
     if uri.startswith("s3a://"):
-        uri = "s3://" + uri[len("s3a://"):]
+        uri = "s3://" + uri[len("s3a://") :]
     options = storage_options or {}
     if uri.startswith("s3://") and options:
         fs = pafs.S3FileSystem(
@@ -27,5 +27,5 @@ def filesystem_for(uri: str, storage_options: dict[str, str] | None = None) -> t
             region=options.get("AWS_REGION"),
             endpoint_override=options.get("AWS_ENDPOINT_URL"),
         )
-        return fs, uri[len("s3://"):]
+        return fs, uri[len("s3://") :]
     return pafs.FileSystem.from_uri(uri)

@@ -175,7 +175,9 @@ class ChunkWriter:
             if store is not None:
                 store.close()
         if chunks:
-            yield pa.RecordBatch.from_pylist([{"rows": rows, "changed": changed, "chunks": chunks}], schema=_COUNTS_SCHEMA)
+            yield pa.RecordBatch.from_pylist(
+                [{"rows": rows, "changed": changed, "chunks": chunks}], schema=_COUNTS_SCHEMA
+            )
 
 
 def materialize_online(
@@ -233,6 +235,13 @@ def materialize_online(
         result.views[view] = load
         log.info(
             "%s: %d rows of %s v%d (feature time %s) in %d tasks, %d chunks; %d changed the store",
-            view, load.rows, spec.name, version, load.feature_time, load.tasks, load.chunks, load.changed,
+            view,
+            load.rows,
+            spec.name,
+            version,
+            load.feature_time,
+            load.tasks,
+            load.chunks,
+            load.changed,
         )
     return result

@@ -175,7 +175,7 @@ class RedisOnlineStore:
         changes = self._changes_key(view)
         changed = 0
         for start in range(0, len(records), _CHUNK):
-            chunk = records[start:start + _CHUNK]
+            chunk = records[start : start + _CHUNK]
             pipe = self._client.pipeline(transaction=False)
             for _, key, args in chunk:
                 self._upsert(keys=[key], args=args, client=pipe)
@@ -192,7 +192,7 @@ class RedisOnlineStore:
         found: dict[str, FeatureRow | None] = dict.fromkeys(keys)
         unique = list(found)
         for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start:start + _CHUNK]
+            chunk = unique[start : start + _CHUNK]
             pipe = self._client.pipeline(transaction=False)
             for key in chunk:
                 pipe.hmget(self._key(view, key), _FIELDS)
@@ -293,7 +293,7 @@ class RedisOnlineStore:
         logged = self._client.zrangebyscore(self._changes_key(view), since or 0, "+inf", withscores=True)
         live: dict[str, tuple[int, int | None, bytes | str]] = {}
         for start in range(0, len(logged), _CHUNK):
-            keys = [member.decode() for member, _ in logged[start:start + _CHUNK]]
+            keys = [member.decode() for member, _ in logged[start : start + _CHUNK]]
             pipe = self._client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(self._key(view, key), ("v", "e", "p"))

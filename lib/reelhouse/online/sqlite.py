@@ -166,7 +166,7 @@ class SqliteOnlineStore:
     def _select(self, columns: str, view: str, keys: Sequence[str], now_ms: int) -> Iterable[tuple[Any, ...]]:
         """The live rows of ``keys`` (unique), chunk by chunk; the caller holds the lock."""
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+            chunk = keys[start : start + _CHUNK]
             size = 1 << (len(chunk) - 1).bit_length()
             chunk = [*chunk, *[_PAD_KEY] * (size - len(chunk))]
             marks = ",".join("?" * size)
@@ -184,7 +184,7 @@ class SqliteOnlineStore:
         the separators (control characters); a chunk that splits otherwise is read row by row."""
         found: list[tuple[str, int, bytes | str]] = []
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+            chunk = keys[start : start + _CHUNK]
             size = 1 << (len(chunk) - 1).bit_length()
             marks = ",".join("?" * size)
             (packed,) = self._db.execute(

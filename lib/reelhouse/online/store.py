@@ -155,5 +155,3 @@ def next_scan_cursor(since: int | None, newest_stamp: int | None) -> int:
     if newest_stamp is None:
         return start
     return max(start, min(newest_stamp + 1, wall_clock_ms() - SCAN_OVERLAP_MS))
-
-

@@ -1,10 +1,10 @@
 """``python -m reelhouse.orchestration``: what ``make airflow``, ``make mlflow`` and ``make stop`` run.
 
-    python -m reelhouse.orchestration airflow --config conf/local.yaml [--port 8080]
-    python -m reelhouse.orchestration mlflow --config conf/local.yaml [--port 5000]
-    python -m reelhouse.orchestration run-daily --config conf/local.yaml [--port 8080]  # in the running Airflow
-    python -m reelhouse.orchestration stop --config conf/local.yaml
-    python -m reelhouse.orchestration connection --config conf/local.yaml   # the spark_default env var
+python -m reelhouse.orchestration airflow --config conf/local.yaml [--port 8080]
+python -m reelhouse.orchestration mlflow --config conf/local.yaml [--port 5000]
+python -m reelhouse.orchestration run-daily --config conf/local.yaml [--port 8080]  # in the running Airflow
+python -m reelhouse.orchestration stop --config conf/local.yaml
+python -m reelhouse.orchestration connection --config conf/local.yaml   # the spark_default env var
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def _show(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reelhouse.orchestration", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["airflow", "mlflow", "run-daily", "stop", "connection"])
-    parser.add_argument("--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)")
+    parser.add_argument(
+        "--config", default=None, help="YAML config file (default: $REELHOUSE_CONFIG or conf/local.yaml)"
+    )
     parser.add_argument("--port", type=int, default=None, help="port of the UI (airflow: 8080, mlflow: 5000)")
     args = parser.parse_args(argv)
     configure_logging()

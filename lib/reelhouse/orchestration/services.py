@@ -208,7 +208,18 @@ def start_mlflow_ui(
     if _port_open(port):
         raise StackError(f"port {port} on {HOST} is taken by another process: pick another one with MLFLOW_PORT=...")
     # One worker: a UI for one person, and each worker takes long to start on a busy small machine.
-    command = [venv_bin("mlflow"), "ui", "--backend-store-uri", uri, "--host", HOST, "--port", str(port), "--workers", "1"]
+    command = [
+        venv_bin("mlflow"),
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     record = start_detached(command, pids, logs, cwd=project_dir())
     deadline = time.monotonic() + timeout_s
     progress(f"starting the MLflow UI (pid {record.pid}, log {logs}) ")
@@ -299,11 +310,20 @@ def run_daily(
     progress(f"\nwaiting for the scheduler's run of [{end - dt.timedelta(days=1):%Y-%m-%d}, {end:%Y-%m-%d}) ")
     while True:
         runs = api.get(f"/api/v2/dags/{DAILY_DAG}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
-        run = next((r for r in runs if r.get("data_interval_end") and dt.datetime.fromisoformat(r["data_interval_end"]) == end), None)
+        run = next(
+            (
+                r
+                for r in runs
+                if r.get("data_interval_end") and dt.datetime.fromisoformat(r["data_interval_end"]) == end
+            ),
+            None,
+        )
         if run is not None and run["state"] in ("success", "failed"):
             break
         if time.monotonic() > deadline:
-            raise StackError(f"the {DAILY_DAG} run of the day before {end:%Y-%m-%d} did not finish within {timeout_s:.0f} s")
+            raise StackError(
+                f"the {DAILY_DAG} run of the day before {end:%Y-%m-%d} did not finish within {timeout_s:.0f} s"
+            )
         progress(".")
         time.sleep(10)
     progress(" done\n")

@@ -64,7 +64,9 @@ class RecallSource(Protocol):
 
     def fit(self, interactions: Interactions) -> RecallSource: ...
 
-    def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` item codes and scores per user code (rows of ``users``), best first.
 
         Returns ``(items, scores)``, both ``len(users) x k``; a row with fewer than ``k`` answers

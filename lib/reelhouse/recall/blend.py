@@ -82,8 +82,13 @@ def _repeated(items: np.ndarray) -> np.ndarray:
 
 
 def _explore(
-    n: int, taken: np.ndarray, slots: int, new_items: np.ndarray, seen: sp.csr_matrix | None,
-    users: np.ndarray | None, rng: np.random.Generator,
+    n: int,
+    taken: np.ndarray,
+    slots: int,
+    new_items: np.ndarray,
+    seen: sp.csr_matrix | None,
+    users: np.ndarray | None,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """``n x slots`` new items per row, not seen, not taken, no repeats; ``-1`` when the pool runs out."""
     picks = np.full((n, slots), -1, dtype=np.int64)
@@ -138,16 +143,25 @@ def blend(
         within = np.cumsum(eligible, axis=1)
         chosen = eligible & (within <= quotas[name])
         rows, ranks = np.nonzero(chosen)
-        parts.append((rows, items[rows, ranks], np.full(len(rows), priority), ranks,
-                      np.asarray(scores, dtype=np.float64)[rows, ranks], within[rows, ranks] - 1))
+        parts.append(
+            (
+                rows,
+                items[rows, ranks],
+                np.full(len(rows), priority),
+                ranks,
+                np.asarray(scores, dtype=np.float64)[rows, ranks],
+                within[rows, ranks] - 1,
+            )
+        )
         keep = np.argsort(~chosen, axis=1, kind="stable")[:, : quotas[name]]
         taken = np.hstack([taken, np.take_along_axis(np.where(chosen, items, -1), keep, axis=1)])
     if exploration_slots and new_items is not None:
         rng = np.random.default_rng(seed)
         picks = _explore(n, taken, exploration_slots, np.asarray(new_items, dtype=np.int64), seen, users, rng)
         rows, ranks = np.nonzero(picks >= 0)
-        parts.append((rows, picks[rows, ranks], np.full(len(rows), len(sources)), ranks,
-                      np.full(len(rows), np.nan), ranks))
+        parts.append(
+            (rows, picks[rows, ranks], np.full(len(rows), len(sources)), ranks, np.full(len(rows), np.nan), ranks)
+        )
     names = np.array([*sources, EXPLORATION], dtype=object)
     if not parts:
         nothing = np.zeros(0, dtype=np.int64)

@@ -89,8 +89,9 @@ def make_source(
     if name in ("embedding", "content"):
         if interactions.has_vector is None or not interactions.has_vector.any():
             if recall.embeddings_path:
-                log.warning("recall: no video in %s has an embedding; the %s source is skipped",
-                            recall.embeddings_path, name)
+                log.warning(
+                    "recall: no video in %s has an embedding; the %s source is skipped", recall.embeddings_path, name
+                )
             return None
         if name == "content":
             return ContentNeighboursSource(recall.covisit_neighbours, recall.covisit_recent_items)
@@ -126,10 +127,14 @@ def _silver_window(
     hour = "%Y-%m-%dT%H"
     return (
         lake.read(spark, SILVER_EVENTS.name, version=version)
-        .where((F.col("event_hour") >= start.astimezone(dt.UTC).strftime(hour))
-               & (F.col("event_hour") <= end.astimezone(dt.UTC).strftime(hour)))
-        .where((F.col("event_time") >= F.lit(start).cast("timestamp"))
-               & (F.col("event_time") < F.lit(end).cast("timestamp")))
+        .where(
+            (F.col("event_hour") >= start.astimezone(dt.UTC).strftime(hour))
+            & (F.col("event_hour") <= end.astimezone(dt.UTC).strftime(hour))
+        )
+        .where(
+            (F.col("event_time") >= F.lit(start).cast("timestamp"))
+            & (F.col("event_time") < F.lit(end).cast("timestamp"))
+        )
         .select("user_id", "video_id", "event_type", "event_time", "received_at", "watch_ms", "video_duration_ms")
     )
 
@@ -147,8 +152,12 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
         items = lake.read_arrow(spark, DIM_VIDEOS.name, columns=["video_id", "topic", "upload_time"])
     vectors = None
     if recall.embeddings_path:
-        vectors = read_item_vectors(recall.embeddings_path, recall.embeddings_item_col, recall.embeddings_vector_col,
-                                    dict(config.lake.storage_options))
+        vectors = read_item_vectors(
+            recall.embeddings_path,
+            recall.embeddings_item_col,
+            recall.embeddings_vector_col,
+            dict(config.lake.storage_options),
+        )
     events = _silver_window(spark, lake, config, as_of, silver_version)
     interactions = interactions_from_events(events, recall, as_of, items=items, vectors=vectors)
     result.users, result.items, result.pairs = interactions.n_users, interactions.n_items, len(interactions.weight)
@@ -184,13 +193,26 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
     for batch_number, start in enumerate(range(0, interactions.n_users, USER_BATCH)):
         users = np.arange(start, min(interactions.n_users, start + USER_BATCH))
         answers = {s.name: s.recommend(users, FETCH_FACTOR * recall.quotas[s.name], seen) for s in sources}
-        blended = blend(answers, recall.quotas, recall.exploration_slots, new_items, (recall.seed, batch_number),
-                        seen=seen, users=users)
+        blended = blend(
+            answers,
+            recall.quotas,
+            recall.exploration_slots,
+            new_items,
+            (recall.seed, batch_number),
+            seen=seen,
+            users=users,
+        )
         for name, count in blended.counts().items():
             result.candidates[name] = result.candidates.get(name, 0) + count
         table = _candidate_rows(
-            candidates_spec, stamp, interactions.user_ids[users[blended.row]], interactions.item_ids[blended.item],
-            blended.source, blended.source_rank, blended.score, blended.position,
+            candidates_spec,
+            stamp,
+            interactions.user_ids[users[blended.row]],
+            interactions.item_ids[blended.item],
+            blended.source,
+            blended.source_rank,
+            blended.score,
+            blended.position,
         )
         batches.append(table)
         log.info("recall: %d of %d users blended", users[-1] + 1, interactions.n_users)
@@ -198,8 +220,14 @@ def build_candidates(spark: SparkSession, config: ReelhouseConfig, as_of: dt.dat
     top_items, top_scores = popular.top(sum(q for q in recall.quotas.values() if q > 0))
     top = np.flatnonzero(top_items >= 0)
     cold = _candidate_rows(
-        candidates_spec, stamp, np.full(len(top), ANY_USER, dtype=object), interactions.item_ids[top_items[top]],
-        np.full(len(top), popular.name, dtype=object), top, top_scores[top], top,
+        candidates_spec,
+        stamp,
+        np.full(len(top), ANY_USER, dtype=object),
+        interactions.item_ids[top_items[top]],
+        np.full(len(top), popular.name, dtype=object),
+        top,
+        top_scores[top],
+        top,
     )
     batches.append(cold)
     candidates = pa.concat_tables(batches)
@@ -222,8 +250,14 @@ def _new_item_codes(interactions: Interactions, items: pa.Table | None, as_of: d
 
 
 def _candidate_rows(
-    spec: TableSpec, stamp: pa.Scalar, user_ids: np.ndarray, video_ids: np.ndarray, source: np.ndarray,
-    source_rank: np.ndarray, score: np.ndarray, position: np.ndarray,
+    spec: TableSpec,
+    stamp: pa.Scalar,
+    user_ids: np.ndarray,
+    video_ids: np.ndarray,
+    source: np.ndarray,
+    source_rank: np.ndarray,
+    score: np.ndarray,
+    position: np.ndarray,
 ) -> pa.Table:
     columns = {
         "user_id": pa.array(user_ids, pa.string()),

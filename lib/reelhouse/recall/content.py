@@ -73,8 +73,10 @@ class TopicAffinitySource:
         self.item_topic = codes
         with_topic = codes[interactions.item] >= 0
         per_topic = sp.csr_matrix(
-            (interactions.weight[with_topic].astype(np.float64),
-             (interactions.user[with_topic], codes[interactions.item[with_topic]])),
+            (
+                interactions.weight[with_topic].astype(np.float64),
+                (interactions.user[with_topic], codes[interactions.item[with_topic]]),
+            ),
             shape=(interactions.n_users, n_topics),
         )
         totals = np.asarray(per_topic.sum(axis=1)).ravel()
@@ -95,7 +97,7 @@ class TopicAffinitySource:
         def heads(depth: int) -> np.ndarray:
             # Each topic's ``depth`` best items side by side: the columns every user of the batch scores.
             starts = self.offsets[:-1]
-            return np.concatenate([self.ranked[s: s + min(depth, n)] for s, n in zip(starts, sizes, strict=True)])
+            return np.concatenate([self.ranked[s : s + min(depth, n)] for s, n in zip(starts, sizes, strict=True)])
 
         def answer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             columns = heads(k + int(excluded_counts(exclude, batch).max(initial=0)))
@@ -171,8 +173,13 @@ class EmbeddingSource:
         self.has_user = user_norms.ravel() > 0
         users = np.divide(users, user_norms, out=np.zeros_like(users), where=user_norms > 0)
         self.user_vectors = users.astype(np.float32)
-        log.info("embeddings: %s index of %d videos (dim %d), %d users with a taste vector",
-                 "exact" if self.exact else "HNSW", len(self.index_items), dim, int(self.has_user.sum()))
+        log.info(
+            "embeddings: %s index of %d videos (dim %d), %d users with a taste vector",
+            "exact" if self.exact else "HNSW",
+            len(self.index_items),
+            dim,
+            int(self.has_user.sum()),
+        )
         return self
 
     def _search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +222,7 @@ class EmbeddingSource:
         items, scores = empty(n_items, self.n_neighbours)
         step = 16_384
         for start in range(0, len(self.index_items), step):
-            codes = self.index_items[start: start + step]
+            codes = self.index_items[start : start + step]
             found, cosines = self._search(self.vectors[codes], self.n_neighbours + 1)
             items[codes], scores[codes] = first_k(found, cosines, found == codes[:, None], self.n_neighbours)
         return items, scores

@@ -62,7 +62,9 @@ class EaseSource:
         self.items = engaged.astype(np.int64)
         x = seen[:, self.items].astype(np.float64).tocsr()
         gram = (x.T @ x).toarray()
-        self.weights = ease_weights(gram, self.reg).astype(np.float32) if len(self.items) else np.zeros((0, 0), np.float32)
+        self.weights = (
+            ease_weights(gram, self.reg).astype(np.float32) if len(self.items) else np.zeros((0, 0), np.float32)
+        )
         self.history = x.astype(np.float32).tocsr()
         log.info("EASE λ=%g: %d items", self.reg, len(self.items))
         return self

@@ -142,7 +142,9 @@ def ndcg_per_row(recommended: np.ndarray, positives: sp.csr_matrix, k: int) -> n
     n_pos = np.diff(positives.indptr)
     rows = np.flatnonzero(n_pos > 0)
     recs = recs[rows]
-    hit = (stored_at(positives, np.broadcast_to(rows[:, None], recs.shape), recs) & first_occurrences(recs)).astype(float)
+    hit = (stored_at(positives, np.broadcast_to(rows[:, None], recs.shape), recs) & first_occurrences(recs)).astype(
+        float
+    )
     discount = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
     ideal = np.concatenate([[0.0], np.cumsum(discount)])
     return (hit @ discount) / ideal[np.minimum(n_pos[rows], k)]

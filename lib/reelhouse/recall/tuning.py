@@ -132,7 +132,9 @@ def tune_recall(
         users = np.sort(np.random.default_rng(seed).choice(users, size=recall.tuning_users, replace=False))
     result.users = len(users)
     if len(users) == 0:
-        log.warning("tuning: no held-out positives in %d pairs; recall settings kept as configured", len(interactions.user))
+        log.warning(
+            "tuning: no held-out positives in %d pairs; recall settings kept as configured", len(interactions.user)
+        )
         return recall, result
     exclude = fit.seen()
     truth = held[users]
@@ -160,6 +162,8 @@ def tune_recall(
         recall = RecallConfig.model_validate({**recall.model_dump(), **best[1]})
         result.chosen[name] = _plain(best[1])
         result.trials[name] = trials
-        log.info("tuning %s: %s (validation %s %.4f over %d settings)", name, best[1], TUNING_METRIC, best[0], len(trials))
+        log.info(
+            "tuning %s: %s (validation %s %.4f over %d settings)", name, best[1], TUNING_METRIC, best[0], len(trials)
+        )
     result.seconds = round(time.perf_counter() - started, 2)
     return recall, result

@@ -231,7 +231,9 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
         if producer is None:
             return _overloaded(state, "events", collector.KAFKA_UNAVAILABLE, "no Kafka producer (see the service log)")
         if producer.room() < len(batch):  # produce nothing rather than part of the batch
-            return _overloaded(state, "events", collector.KAFKA_BACKLOG, "the Kafka producer's queue is full; retry later")
+            return _overloaded(
+                state, "events", collector.KAFKA_BACKLOG, "the Kafka producer's queue is full; retry later"
+            )
         in_flight["events"] += 1  # waiting for Kafka's acknowledgements is in flight too
         try:
             delivery = await producer.deliver(EVENT, [(e["user_id"].encode(), orjson.dumps(e)) for e in batch])

@@ -300,7 +300,11 @@ def _example_batch() -> dict[str, Any]:
     return {
         "events": [
             make_event(
-                event_id="e-1", event_type="play", event_time_ms=1795237212964, watch_ms=8200, video_duration_ms=15000,
+                event_id="e-1",
+                event_type="play",
+                event_time_ms=1795237212964,
+                watch_ms=8200,
+                video_duration_ms=15000,
                 **shown,
             ),
             make_event(event_id="e-2", event_type="like", event_time_ms=1795237213410, **shown),

@@ -113,16 +113,23 @@ def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetim
         events = events.join(seen, "event_id", "left_anti")
         gap = dt.timedelta(seconds=silver_config.session_gap_s)
         context = outside.where(
-            (F.col("event_time") >= F.lit(start - gap).cast("timestamp")) & (F.col("event_time") < F.lit(start).cast("timestamp"))
+            (F.col("event_time") >= F.lit(start - gap).cast("timestamp"))
+            & (F.col("event_time") < F.lit(start).cast("timestamp"))
         )
     sessions = sessionise(events, context, silver_config.session_gap_s)
-    users = lake.read(spark, DIM_USERS.name) if lake.exists(DIM_USERS.name, spark) else spark.createDataFrame([], "user_id string, country string, age_group string")
+    users = (
+        lake.read(spark, DIM_USERS.name)
+        if lake.exists(DIM_USERS.name, spark)
+        else spark.createDataFrame([], "user_id string, country string, age_group string")
+    )
     videos = (
         lake.read(spark, DIM_VIDEOS.name)
         if lake.exists(DIM_VIDEOS.name, spark)
         else spark.createDataFrame([], "video_id string, creator_id string, topic string, upload_time timestamp")
     )
-    enriched = with_partitions(with_dimensions(sessions.withColumn("received_at", F.col("kafka_timestamp")), users, videos))
+    enriched = with_partitions(
+        with_dimensions(sessions.withColumn("received_at", F.col("kafka_timestamp")), users, videos)
+    )
     commit = lake.replace_partitions(enriched, SILVER_EVENTS, "event_hour", hours)
     late = too_late(bronze, start, end, silver_config.allowed_lateness_s).count()
     received = candidates.count()
@@ -138,5 +145,7 @@ def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetim
         duplicates_dropped=received - unique,
         dimensions=dimensions,
     )
-    log.info("silver [%s, %s): %d rows, %d too late, %d duplicates", start, end, result.rows, late, result.duplicates_dropped)
+    log.info(
+        "silver [%s, %s): %d rows, %d too late, %d duplicates", start, end, result.rows, late, result.duplicates_dropped
+    )
     return result

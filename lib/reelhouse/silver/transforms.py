@@ -62,9 +62,7 @@ def sessionise(events: DataFrame, context: DataFrame | None, gap_s: int) -> Data
         current = current.unionByName(earlier.withColumn("__context", F.lit(True)), allowMissingColumns=True)
     by_user = Window.partitionBy("user_id").orderBy("event_time", "event_id")
     previous = F.lag("event_time").over(by_user)
-    starts = previous.isNull() | (
-        F.col("event_time").cast("double") - previous.cast("double") > F.lit(float(gap_s))
-    )
+    starts = previous.isNull() | (F.col("event_time").cast("double") - previous.cast("double") > F.lit(float(gap_s)))
     numbered = current.withColumn("__new", starts.cast("int")).withColumn(
         "__session", F.sum("__new").over(by_user.rowsBetween(Window.unboundedPreceding, 0))
     )

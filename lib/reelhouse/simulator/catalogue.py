@@ -293,7 +293,12 @@ class Catalogue:
             pq.write_table(table, partial, filesystem=filesystem)
             filesystem.move(partial, final)
             paths[name] = final if "://" not in directory else f"{directory.rstrip('/')}/{name}.parquet"
-        log.info("wrote catalogue (%d users, %d videos) to %s", len(self.users), video_count or self.initial_videos, directory)
+        log.info(
+            "wrote catalogue (%d users, %d videos) to %s",
+            len(self.users),
+            video_count or self.initial_videos,
+            directory,
+        )
         return paths
 
 

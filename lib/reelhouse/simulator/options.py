@@ -75,7 +75,9 @@ class SimulationOptions:
 def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulation options; every default is None, meaning "use the config"."""
     group = parser.add_argument_group("simulation")
-    group.add_argument("--rate", type=float, default=None, help="events per second over all processes; 0 = as fast as possible")
+    group.add_argument(
+        "--rate", type=float, default=None, help="events per second over all processes; 0 = as fast as possible"
+    )
     group.add_argument("--duration", type=float, default=None, help="wall-clock seconds to run")
     group.add_argument(
         "--events", type=int, default=None, help="stop after this many messages (without --duration: no time limit)"
@@ -87,7 +89,9 @@ def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--topic", default=None, help="Kafka topic (default: kafka.events_topic.name)")
     group.add_argument("--processes", type=int, default=None, help="parallel producer processes")
     group.add_argument(
-        "--no-catalogue", action="store_true", help="do not write users.parquet / videos.parquet to simulator.catalogue_dir"
+        "--no-catalogue",
+        action="store_true",
+        help="do not write users.parquet / videos.parquet to simulator.catalogue_dir",
     )
 
 

@@ -169,7 +169,9 @@ class _Fragments:
             [
                 f'{user_id(i)}","device":{{"os":"{OS_NAMES[o]}","app_version":"{APP_VERSIONS[a]}",'
                 f'"country":"{COUNTRIES[c]}","network":"'
-                for i, (o, a, c) in enumerate(zip(users.os.tolist(), users.app_version.tolist(), users.country.tolist()))
+                for i, (o, a, c) in enumerate(
+                    zip(users.os.tolist(), users.app_version.tolist(), users.country.tolist())
+                )
             ]
         )
         self.network = pa.array([f'{n}"}},"session_id":"s{id_prefix}' for n in NETWORKS])
@@ -251,7 +253,9 @@ class TrafficGenerator:
             self.fragments.extend_videos(visible)
         return self._recall
 
-    def next_block(self, target_events: int = 65_536, now_ms: int | None = None, max_events: int | None = None) -> EventBlock:
+    def next_block(
+        self, target_events: int = 65_536, now_ms: int | None = None, max_events: int | None = None
+    ) -> EventBlock:
         """About ``target_events`` events (whole sessions), at most ``max_events``; none later than ``now_ms``."""
         rng = self.rng
         if now_ms is not None:

@@ -20,8 +20,13 @@ from reelhouse.silver.tables import DIM_VIDEOS
 
 log = logging.getLogger(__name__)
 
-_EMPTY = pa.table({"video_id": pa.array([], pa.string()), "topic": pa.array([], pa.string()),
-                   "upload_time": pa.array([], pa.timestamp("us", tz="UTC"))})
+_EMPTY = pa.table(
+    {
+        "video_id": pa.array([], pa.string()),
+        "topic": pa.array([], pa.string()),
+        "upload_time": pa.array([], pa.timestamp("us", tz="UTC")),
+    }
+)
 
 
 class VideoAttributes:

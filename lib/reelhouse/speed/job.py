@@ -90,12 +90,14 @@ def tile_stream(records: DataFrame, config: ReelhouseConfig) -> DataFrame:
     """Changed hourly tiles per entity: ``entity, key, window, <measure sums>, upload_time``."""
     events = records.mapInArrow(FeatureEvents(config), _EVENT_DDL)
     measures = [
-        F.when(F.col("event_type").isin(list(m.event_types)), F.expr(m.value)).otherwise(F.lit(0)).cast("double").alias(name)
+        F.when(F.col("event_type").isin(list(m.event_types)), F.expr(m.value))
+        .otherwise(F.lit(0))
+        .cast("double")
+        .alias(name)
         for name, m in sorted(MEASURES.items())
     ]
-    unique = (
-        events.withWatermark("event_time", f"{config.speed.watermark_s} seconds")
-        .dropDuplicatesWithinWatermark(["event_id"])
+    unique = events.withWatermark("event_time", f"{config.speed.watermark_s} seconds").dropDuplicatesWithinWatermark(
+        ["event_id"]
     )
     user_topic = F.when(F.col("topic").isNotNull(), F.concat_ws(KEY_SEPARATOR, "user_id", "topic"))
     keyed = unique.select(
@@ -152,7 +154,10 @@ class SpeedLayerJob:
     def process_batch(self, tiles: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         changed = tiles.select(
-            "entity", "key", F.unix_timestamp("window.start").alias("tile_start"), *MEASURE_NAMES,
+            "entity",
+            "key",
+            F.unix_timestamp("window.start").alias("tile_start"),
+            *MEASURE_NAMES,
             F.unix_timestamp("upload_time").alias("upload_time"),
         ).toArrow()
         if not changed.num_rows:
@@ -168,8 +173,12 @@ class SpeedLayerJob:
             self.result.feature_rows[entity] = self.result.feature_rows.get(entity, 0) + len(entity_rows)
         log.info(
             "speed batch %d: %d tiles, %s feature rows; %.2fs to compute tiles, %.2fs online, %.2fs spooled for Delta",
-            batch_id, changed.num_rows, {e: len(r) for e, r in rows.items()},
-            collected - started, online - collected, time.monotonic() - online,
+            batch_id,
+            changed.num_rows,
+            {e: len(r) for e, r in rows.items()},
+            collected - started,
+            online - collected,
+            time.monotonic() - online,
         )
 
     @staticmethod

@@ -47,7 +47,9 @@ def _utc(epoch_s: float) -> dt.datetime:
 class _Entity:
     __slots__ = ("tiles", "topics", "upload_time")
 
-    def __init__(self, tiles: dict[int, list[float]], upload_time: float | None, topics: set[str] | None = None) -> None:
+    def __init__(
+        self, tiles: dict[int, list[float]], upload_time: float | None, topics: set[str] | None = None
+    ) -> None:
         self.tiles = tiles
         self.upload_time = upload_time
         self.topics = topics or set()
@@ -151,7 +153,9 @@ class OnlineTiles:
         self.store.write(tiles_view(entity), rows)
         return states
 
-    def _features(self, entity: str, states: Mapping[str, _Entity], users: Mapping[str, _Entity]) -> list[dict[str, Any]]:
+    def _features(
+        self, entity: str, states: Mapping[str, _Entity], users: Mapping[str, _Entity]
+    ) -> list[dict[str, Any]]:
         rows, online = [], []
         for key, state in states.items():
             as_of = state.as_of

@@ -140,5 +140,7 @@ class RealtimeDeltaWriter:
         missing = [b for b in batches if entity not in pending[b]]
         if missing:
             raise RuntimeError(f"the real-time spool lacks {entity} rows of batches {missing}")
-        rows = pa.concat_tables([pq.read_table(pending[b][entity], filesystem=self.fs, schema=spec.schema) for b in batches])
+        rows = pa.concat_tables(
+            [pq.read_table(pending[b][entity], filesystem=self.fs, schema=spec.schema) for b in batches]
+        )
         self.lake.write_arrow(self.spark, rows, spec, txn=AppTransaction(app_id, last))

@@ -203,7 +203,8 @@ class LocalStack:
         if broker_address(self._stack) not in servers:
             log.warning(
                 "kafka.bootstrap_servers (%s) does not name the local broker (%s): clients will not reach it",
-                self._config.kafka.bootstrap_servers, broker_address(self._stack),
+                self._config.kafka.bootstrap_servers,
+                broker_address(self._stack),
             )
 
     def _refuse_taken_ports(self) -> None:
@@ -325,7 +326,9 @@ class LocalStack:
         elif processes.is_alive(pid):
             log.warning(
                 "pid file %s names pid %d, which is not this stack's broker (%s); leaving it alone",
-                pid_file, pid, " ".join(processes.process_cmdline(pid) or ["?"])[:300],
+                pid_file,
+                pid,
+                " ".join(processes.process_cmdline(pid) or ["?"])[:300],
             )
         self._reap(pid)
         processes.remove_pid_file(pid_file)

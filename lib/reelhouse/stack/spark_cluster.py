@@ -80,10 +80,14 @@ def find_spark_class() -> Path:
 
 def master_command(spark_class: Path, cluster: SparkClusterConfig) -> list[str]:
     return [
-        str(spark_class), MASTER_CLASS,
-        "--host", cluster.host,
-        "--port", str(cluster.master_port),
-        "--webui-port", str(cluster.master_webui_port),
+        str(spark_class),
+        MASTER_CLASS,
+        "--host",
+        cluster.host,
+        "--port",
+        str(cluster.master_port),
+        "--webui-port",
+        str(cluster.master_webui_port),
     ]
 
 
@@ -91,13 +95,20 @@ def worker_command(spark_class: Path, cluster: SparkClusterConfig, work_dir: Pat
     # Port 0: the worker's RPC and web UI ports are picked by the kernel, so any number of
     # workers (and of clusters on one machine) never collide; the master lists them.
     return [
-        str(spark_class), WORKER_CLASS,
-        "--host", cluster.host,
-        "--port", "0",
-        "--webui-port", "0",
-        "--cores", str(cluster.cores_per_worker),
-        "--memory", cluster.memory_per_worker,
-        "--work-dir", str(work_dir),
+        str(spark_class),
+        WORKER_CLASS,
+        "--host",
+        cluster.host,
+        "--port",
+        "0",
+        "--webui-port",
+        "0",
+        "--cores",
+        str(cluster.cores_per_worker),
+        "--memory",
+        cluster.memory_per_worker,
+        "--work-dir",
+        str(work_dir),
         master_url(cluster),
     ]
 
@@ -382,7 +393,10 @@ class SparkCluster:
         elif pid is not None and processes.is_alive(pid):
             log.warning(
                 "pid file %s names pid %d, which is not our %s (%s); leaving it alone",
-                pid_file, pid, title(name), " ".join(processes.process_cmdline(pid) or ["?"])[:200],
+                pid_file,
+                pid,
+                title(name),
+                " ".join(processes.process_cmdline(pid) or ["?"])[:200],
             )
         child = self._children.pop(name, None)
         if child is not None:

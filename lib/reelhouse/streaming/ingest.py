@@ -147,7 +147,10 @@ class IngestionJob:
         self.result.quarantine_version = q.version if not q.skipped else self.result.quarantine_version
         log.info(
             "batch %d: %d bronze rows, %d quarantined, in %.1fs",
-            batch_id, b.rows, q.rows, time.monotonic() - started,
+            batch_id,
+            b.rows,
+            q.rows,
+            time.monotonic() - started,
         )
 
     def start(self, trigger: str | None = None) -> Any:

@@ -55,12 +55,16 @@ def checkpoint_owner(stream: KafkaStreamConfig) -> Iterator[None]:
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({
-            "query_name": stream.query_name,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }))
+        handle.write(
+            json.dumps(
+                {
+                    "query_name": stream.query_name,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                }
+            )
+        )
         handle.flush()
         yield
     finally:

@@ -10,8 +10,14 @@ import importlib
 from typing import Any
 
 _DATASET_NAMES = (
-    "TrainingSetResult", "as_of_buckets", "attributed_impressions", "build_training_set", "point_in_time_join",
-    "training_set_lineage", "training_set_table", "with_split",
+    "TrainingSetResult",
+    "as_of_buckets",
+    "attributed_impressions",
+    "build_training_set",
+    "point_in_time_join",
+    "training_set_lineage",
+    "training_set_table",
+    "with_split",
 )
 
 __all__ = list(_DATASET_NAMES)

@@ -116,8 +116,17 @@ def training_set_table(name: str = "training_set") -> TableSpec:
         fields += [pa.field(name_, gold.field(name_).type) for name_ in feature_names(entity)]
     fields += [pa.field(feature_time_column(e), _UTC) for e in ENTITIES]
     schema = pa.schema(fields)
-    expected = {*ID_COLUMNS, SPLIT, LABEL, WATCH_RATIO, *OUTCOME_COLUMNS, *CATEGORICAL_COLUMNS,
-                *CONTEXT_NUMERIC_COLUMNS, *FEATURE_COLUMNS, *FEATURE_TIME_COLUMNS}
+    expected = {
+        *ID_COLUMNS,
+        SPLIT,
+        LABEL,
+        WATCH_RATIO,
+        *OUTCOME_COLUMNS,
+        *CATEGORICAL_COLUMNS,
+        *CONTEXT_NUMERIC_COLUMNS,
+        *FEATURE_COLUMNS,
+        *FEATURE_TIME_COLUMNS,
+    }
     if set(schema.names) != expected or len(schema.names) != len(expected):
         raise TypeError("training set schema and training/columns.py disagree")
     return TableSpec(name, schema, (SPLIT,), "labelled impressions with point-in-time features, by split")
@@ -208,8 +217,9 @@ def attributed_impressions(
         *(F.col(k).alias(o) for k, o in zip(_REQUEST_KEY, outcome_key, strict=True)),
         F.col("event_type").alias("outcome"),
         F.col("event_time").alias("outcome_time"),
-        F.when(is_play & has_duration, F.least(F.col("watch_ms") / F.col("video_duration_ms"), F.lit(1.0)))
-        .alias("play_ratio"),
+        F.when(is_play & has_duration, F.least(F.col("watch_ms") / F.col("video_duration_ms"), F.lit(1.0))).alias(
+            "play_ratio"
+        ),
         (is_play & has_duration & (F.col("watch_ms") >= completion)).alias("complete"),
     )
     outcomes = _by_user(outcomes, partitions, "o_user_id")
@@ -283,10 +293,7 @@ def point_in_time_join(
     """
     first_s, last_s = int(known_from.timestamp()), int(known_until.timestamp())
     per_entity = {e: as_of_buckets(feature_times[e], first_s, last_s) for e in ENTITIES}
-    rows = [
-        (bucket, *(per_entity[e][i][1] for e in ENTITIES))
-        for i, (bucket, _) in enumerate(per_entity[ENTITIES[0]])
-    ]
+    rows = [(bucket, *(per_entity[e][i][1] for e in ENTITIES)) for i, (bucket, _) in enumerate(per_entity[ENTITIES[0]])]
     ddl = "bucket long, " + ", ".join(f"__{e}_as_of long" for e in ENTITIES)
     buckets = examples.sparkSession.createDataFrame(rows, ddl).select(
         "bucket", *(F.timestamp_seconds(f"__{e}_as_of").alias(f"__{e}_as_of") for e in ENTITIES)
@@ -300,11 +307,15 @@ def point_in_time_join(
         keys = list(ENTITY_KEYS[entity])
         as_of = f"__{entity}_as_of"
         needed = sorted({t for _, t in per_entity[entity] if t is not None})
-        side = features[entity].where(F.col("feature_time").isin([_utc(t) for t in needed])).select(
-            *keys,
-            *feature_names(entity),
-            F.col("feature_time").alias(as_of),
-            F.col("feature_time").alias(feature_time_column(entity)),
+        side = (
+            features[entity]
+            .where(F.col("feature_time").isin([_utc(t) for t in needed]))
+            .select(
+                *keys,
+                *feature_names(entity),
+                F.col("feature_time").alias(as_of),
+                F.col("feature_time").alias(feature_time_column(entity)),
+            )
         )
         # Hash the (smaller) feature side rather than sort the wide examples.
         out = out.join(side.hint("shuffle_hash"), [*keys, as_of], "left").drop(as_of)

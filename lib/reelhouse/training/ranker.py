@@ -228,12 +228,8 @@ def split_training_set(training_set: pd.DataFrame | pa.Table, training: Training
         frame = training_set
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ReelhouseError(
-            f"training set lacks columns {missing}; rebuild it with the current training-set builder"
-        )
-    frame = pd.concat(
-        [model_inputs(frame), frame[USER_COLUMN], frame[LABEL].astype(np.int64), frame[SPLIT]], axis=1
-    )
+        raise ReelhouseError(f"training set lacks columns {missing}; rebuild it with the current training-set builder")
+    frame = pd.concat([model_inputs(frame), frame[USER_COLUMN], frame[LABEL].astype(np.int64), frame[SPLIT]], axis=1)
     parts = {name: frame[frame[SPLIT] == name].reset_index(drop=True) for name in ("train", "valid", "test")}
     for name, part in parts.items():
         if part.empty:
@@ -257,7 +253,7 @@ def popularity_scores(frame: pd.DataFrame) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- results
 def _unprefixed(prefix: str, metrics: Mapping[str, float]) -> dict[str, float]:
-    return {name[len(prefix) + 1:]: value for name, value in metrics.items() if name.startswith(f"{prefix}_")}
+    return {name[len(prefix) + 1 :]: value for name, value in metrics.items() if name.startswith(f"{prefix}_")}
 
 
 @dataclass
@@ -407,8 +403,15 @@ def _train_and_log(
             metrics.update(_prefixed(split_name, scores))
         ndcg = f"test_ndcg_at_{DEFAULT_K}"
         metrics[f"{ndcg}_over_popularity"] = metrics[ndcg] - popularity_metrics[ndcg]
-        log.info("%s: test auc %.4f, ndcg@%d %.4f (popularity %.4f), fitted in %.1f s",
-                 kind, metrics["test_auc"], DEFAULT_K, metrics[ndcg], popularity_metrics[ndcg], fitted.fit_s)
+        log.info(
+            "%s: test auc %.4f, ndcg@%d %.4f (popularity %.4f), fitted in %.1f s",
+            kind,
+            metrics["test_auc"],
+            DEFAULT_K,
+            metrics[ndcg],
+            popularity_metrics[ndcg],
+            fitted.fit_s,
+        )
 
         mlflow.log_params({**run_params, **fitted.params})
         _log_plots(fitted, splits.test, probabilities["test"], popularity["test"])

@@ -62,6 +62,7 @@ def _browser_installed() -> None:
             "(run 'make system-deps' as root, or 'apt-get install chromium chromium-driver')"
         )
 
+
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "browser"
 REELHOUSE_DAGS = {"reelhouse_daily", "reelhouse_hourly", "reelhouse_maintenance", "reelhouse_streaming"}
 CHAMPION = "champion"

@@ -40,7 +40,16 @@ EXPECTED = {
     },
 }
 # Imported at parse time, these would slow every parse of every DAG file down (or fail it).
-HEAVY_MODULES = ("pyspark", "mlflow", "pandas", "lightgbm", "sklearn", "deltalake", "confluent_kafka", "reelhouse.config")
+HEAVY_MODULES = (
+    "pyspark",
+    "mlflow",
+    "pandas",
+    "lightgbm",
+    "sklearn",
+    "deltalake",
+    "confluent_kafka",
+    "reelhouse.config",
+)
 
 PARSE = r"""
 import json, sys

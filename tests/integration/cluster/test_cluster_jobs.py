@@ -174,8 +174,14 @@ def submit(job: ClusterJob, config: ReelhouseConfig, master: str, run_dir: Path)
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
     command = [
-        str(Path(sys.executable).parent / "spark-submit"), "--master", master,
-        *spark_submit_args(config.spark.jars), job.script, "--config", str(config_file), *job.args,
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--master",
+        master,
+        *spark_submit_args(config.spark.jars),
+        job.script,
+        "--config",
+        str(config_file),
+        *job.args,
     ]
     with (run_dir / "spark-submit.log").open("wb") as out:
         # Own process group, so a failed test can stop the driver with its JVM and Python workers.

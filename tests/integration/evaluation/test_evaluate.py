@@ -48,11 +48,25 @@ def test_evaluate_a_log_from_the_command_line(log_files, tmp_path, monkeypatch, 
     _isolate(monkeypatch, tmp_path)
     monkeypatch.setenv("REELHOUSE__RECALL__QUOTAS__ALS", "0")  # ALS (Spark) is covered below
     out = tmp_path / "report"
-    code = main([
-        "evaluate", "--config", CONFIG, "--interactions", str(log_files / "log.csv"), "--time-col", "ts",
-        "--rating-col", "watch_ratio", "--item-features", str(log_files / "items.csv"), "--k", "10,20",
-        "--output-dir", str(out),
-    ])
+    code = main(
+        [
+            "evaluate",
+            "--config",
+            CONFIG,
+            "--interactions",
+            str(log_files / "log.csv"),
+            "--time-col",
+            "ts",
+            "--rating-col",
+            "watch_ratio",
+            "--item-features",
+            str(log_files / "items.csv"),
+            "--k",
+            "10,20",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out.strip().splitlines()
     result = json.loads(printed[-1])
@@ -79,8 +93,11 @@ def test_evaluate_a_log_from_the_command_line(log_files, tmp_path, monkeypatch, 
 
 def test_als_and_the_pipeline_with_a_split_column(log_files, tmp_path, spark):
     environ = {
-        "REELHOUSE__DATA_DIR": str(tmp_path), "REELHOUSE__RECALL__ALS_MAX_ITER": "4", "REELHOUSE__RECALL__ALS_RANK": "8",
-        "REELHOUSE__RECALL__QUOTAS__COVISIT": "0", "REELHOUSE__RECALL__QUOTAS__TOPIC": "0",
+        "REELHOUSE__DATA_DIR": str(tmp_path),
+        "REELHOUSE__RECALL__ALS_MAX_ITER": "4",
+        "REELHOUSE__RECALL__ALS_RANK": "8",
+        "REELHOUSE__RECALL__QUOTAS__COVISIT": "0",
+        "REELHOUSE__RECALL__QUOTAS__TOPIC": "0",
         "REELHOUSE__RECALL__QUOTAS__EASE": "0",
     }
     config = load_config(CONFIG, environ=environ)
@@ -92,7 +109,8 @@ def test_als_and_the_pipeline_with_a_split_column(log_files, tmp_path, spark):
     frame.to_parquet(tmp_path / "log.parquet")
 
     options = EvaluateOptions(
-        k=(10,), interactions=str(tmp_path / "log.parquet"),
+        k=(10,),
+        interactions=str(tmp_path / "log.parquet"),
         columns=LogColumns("user_id", "item_id", time="ts", rating="watch_ratio", split="split"),
         output_dir=tmp_path / "report",
     )
@@ -110,12 +128,17 @@ def test_als_and_the_pipeline_with_a_split_column(log_files, tmp_path, spark):
 def _silver_events(days: int) -> pa.Table:
     log, _ = synthetic_log(n_users=200, n_items=150, n_interactions=4_000, days=days, seed=4)
     stamp = pa.array(log["ts"].to_numpy() * 1_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return pa.table({
-        "user_id": pa.array(log["user_id"]), "video_id": pa.array(log["item_id"]),
-        "event_type": pa.array(["play"] * len(log)), "event_time": stamp, "received_at": stamp,
-        "watch_ms": pa.array((log["watch_ratio"].to_numpy() * 10_000).astype("int64")),
-        "video_duration_ms": pa.array(np.full(len(log), 10_000, dtype="int64")),
-    })
+    return pa.table(
+        {
+            "user_id": pa.array(log["user_id"]),
+            "video_id": pa.array(log["item_id"]),
+            "event_type": pa.array(["play"] * len(log)),
+            "event_time": stamp,
+            "received_at": stamp,
+            "watch_ms": pa.array((log["watch_ratio"].to_numpy() * 10_000).astype("int64")),
+            "video_duration_ms": pa.array(np.full(len(log), 10_000, dtype="int64")),
+        }
+    )
 
 
 def test_silver_events_hold_out_the_last_day(spark):

@@ -12,8 +12,10 @@ from reelhouse.features.batch import window_features, with_shares
 pytestmark = pytest.mark.integration
 
 AS_OF = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
-SCHEMA = "user_id string, video_id string, topic string, event_type string, event_time timestamp, " \
-         "watch_ms long, video_duration_ms long, upload_time timestamp"
+SCHEMA = (
+    "user_id string, video_id string, topic string, event_type string, event_time timestamp, "
+    "watch_ms long, video_duration_ms long, upload_time timestamp"
+)
 
 
 def ago(**delta) -> dt.datetime:
@@ -67,8 +69,8 @@ def test_a_rate_without_a_denominator_is_null_not_zero(spark):
 def test_user_topic_engagement_weights_plays_likes_and_shares(spark):
     rows = [
         ("u1", "v1", "sports", "play", ago(days=1), 5_000, 10_000),  # 0.5
-        ("u1", "v2", "sports", "share", ago(days=2), None, None),    # 2
-        ("u1", "v3", "sports", "like", ago(days=10), None, None),    # only in 28d: 1
+        ("u1", "v2", "sports", "share", ago(days=2), None, None),  # 2
+        ("u1", "v3", "sports", "like", ago(days=10), None, None),  # only in 28d: 1
         ("u1", "v4", "music", "play", ago(days=3), 30_000, 10_000),  # capped at 1
     ]
     got = {(r["user_id"], r["topic"]): r for r in window_features(events(spark, rows), "user_topic", AS_OF).collect()}
@@ -97,7 +99,9 @@ def test_topic_affinity_is_the_topics_share_of_the_users_engagement(spark):
     ]
     frame = events(spark, rows)
     per_entity = {e: window_features(frame, e, AS_OF) for e in ("user", "user_topic")}
-    got = {(r["user_id"], r["topic"]): r for r in with_shares(per_entity["user_topic"], "user_topic", per_entity).collect()}
+    got = {
+        (r["user_id"], r["topic"]): r for r in with_shares(per_entity["user_topic"], "user_topic", per_entity).collect()
+    }
     assert got[("u1", "sports")]["user_topic_affinity_7d"] == pytest.approx(2 / 3)
     assert got[("u1", "music")]["user_topic_affinity_28d"] == pytest.approx(1 / 3)
     assert got[("u2", "music")]["user_topic_affinity_7d"] is None

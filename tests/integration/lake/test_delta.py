@@ -228,8 +228,12 @@ def test_bronze_rows_from_split_records_write_and_read_back_in_the_bronze_schema
     broker_time = dt.datetime(2026, 11, 21, 12, tzinfo=UTC)
     value = encode_event(
         make_event(
-            event_id="e1", event_type="like", user_id="u1", video_id="v1",
-            event_time_ms=int(dt.datetime(2026, 11, 21, 11, tzinfo=UTC).timestamp() * 1000), session_id="s1",
+            event_id="e1",
+            event_type="like",
+            user_id="u1",
+            video_id="v1",
+            event_time_ms=int(dt.datetime(2026, 11, 21, 11, tzinfo=UTC).timestamp() * 1000),
+            session_id="s1",
             device={"os": "web", "app_version": "1.0", "country": "DE", "network": "ethernet"},
         )
     )

@@ -32,7 +32,9 @@ SPEC = TableSpec(
 COMPACT_AT_4 = MaintenanceConfig(min_files_to_compact=4)
 
 
-def _append(spark, lake: Lake, commits: int, rows: int = 20, days: tuple[dt.date, ...] = DAYS, spec: TableSpec = SPEC) -> None:
+def _append(
+    spark, lake: Lake, commits: int, rows: int = 20, days: tuple[dt.date, ...] = DAYS, spec: TableSpec = SPEC
+) -> None:
     """``commits`` commits of one file each, as a stream makes them, each with its app transaction."""
     start = lake.read(spark, spec.name).count() if lake.exists(spec.name, spark) else 0
     batch_id = (lake.committed_version(spec.name, "stream", spark) or -1) + 1
@@ -78,7 +80,9 @@ def test_compaction_then_vacuum_keeps_every_row_and_time_travel_until_the_retent
     assert lake.committed_version(SPEC.name, "stream", spark) == 11
     assert lake.committed_version(SPEC.name, "stream") == 11
 
-    second = maintain(spark, lake, COMPACT_AT_4.model_copy(update={"vacuum_retention_hours": 0, "enforce_retention": False})).tables[0]
+    second = maintain(
+        spark, lake, COMPACT_AT_4.model_copy(update={"vacuum_retention_hours": 0, "enforce_retention": False})
+    ).tables[0]
 
     assert second.compaction == "nothing_to_compact"
     assert second.files_vacuumed == 12
@@ -204,10 +208,20 @@ def test_the_job_prints_the_report_last_and_fails_when_a_table_failed(spark, lak
         "REELHOUSE__MAINTENANCE__MIN_FILES_TO_COMPACT": "4",
         "REELHOUSE__SPARK__CONF__SPARK.DRIVER.MEMORY": "1g",
     }
-    command = [sys.executable, str(PROJECT_DIR / "jobs" / "maintain_tables.py"), "--config", str(PROJECT_DIR / "conf" / "local.yaml")]
+    command = [
+        sys.executable,
+        str(PROJECT_DIR / "jobs" / "maintain_tables.py"),
+        "--config",
+        str(PROJECT_DIR / "conf" / "local.yaml"),
+    ]
 
-    refused = subprocess.run([*command, "--tables", "clicks, missing", "--retention-hours", "0"],
-                             env=env, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        [*command, "--tables", "clicks, missing", "--retention-hours", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
     assert refused.returncode == 1, refused.stderr[-2000:]
     report = json.loads(refused.stdout.strip().splitlines()[-1])

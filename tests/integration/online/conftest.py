@@ -29,8 +29,19 @@ def _start(executable: str, port: int, workdir: Path) -> subprocess.Popen[bytes]
     """A redis-server answering PING on ``port``, or None when it exited (the port was taken meanwhile)."""
     log = (workdir / f"redis-{port}.log").open("wb")
     process = subprocess.Popen(
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+        [
+            executable,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

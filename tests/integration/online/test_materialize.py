@@ -96,7 +96,9 @@ def config(base_config: ReelhouseConfig, tmp_path: Path) -> ReelhouseConfig:
     return base_config.model_copy(
         update={
             "lake": base_config.lake.model_copy(update={"root": str(tmp_path / "lake")}),
-            "online_store": base_config.online_store.model_copy(update={"type": "sqlite", "path": tmp_path / "online.db"}),
+            "online_store": base_config.online_store.model_copy(
+                update={"type": "sqlite", "path": tmp_path / "online.db"}
+            ),
         }
     )
 
@@ -266,6 +268,8 @@ def test_an_empty_lake_says_which_job_to_run(spark, config):
 
 
 def test_cli_parses_the_materialize_subcommand():
-    args = build_parser().parse_args(["materialize", "--feature-time", "2026-11-22T00:00:00+00:00", "--entities", "video,user"])
+    args = build_parser().parse_args(
+        ["materialize", "--feature-time", "2026-11-22T00:00:00+00:00", "--entities", "video,user"]
+    )
     assert args.feature_time == dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     assert args.entities == "video,user"

@@ -30,12 +30,33 @@ def ago(**delta) -> dt.datetime:
 
 def silver(user, video, kind, when, watch=None, duration=None):
     return {
-        "event_id": f"e{next(_ids)}", "event_type": kind, "schema_version": 1, "user_id": user, "video_id": video,
-        "event_time": when, "session_id": "s", "request_id": "", "device_os": "ios", "device_app_version": "1",
-        "device_country": "US", "device_network": "wifi", "watch_ms": watch, "video_duration_ms": duration,
-        "position": None, "variant": None, "received_at": when + dt.timedelta(seconds=1), "session_key": f"{user}:0",
-        "session_start": when, "known_user": True, "known_video": True, "user_country": "US", "user_age_group": None,
-        "creator_id": "c", "topic": None, "upload_time": None, "event_date": when.date(),
+        "event_id": f"e{next(_ids)}",
+        "event_type": kind,
+        "schema_version": 1,
+        "user_id": user,
+        "video_id": video,
+        "event_time": when,
+        "session_id": "s",
+        "request_id": "",
+        "device_os": "ios",
+        "device_app_version": "1",
+        "device_country": "US",
+        "device_network": "wifi",
+        "watch_ms": watch,
+        "video_duration_ms": duration,
+        "position": None,
+        "variant": None,
+        "received_at": when + dt.timedelta(seconds=1),
+        "session_key": f"{user}:0",
+        "session_start": when,
+        "known_user": True,
+        "known_video": True,
+        "user_country": "US",
+        "user_age_group": None,
+        "creator_id": "c",
+        "topic": None,
+        "upload_time": None,
+        "event_date": when.date(),
         "event_hour": when.strftime("%Y-%m-%dT%H"),
     }
 
@@ -63,10 +84,16 @@ def lake_config(spark, tmp_path):
     vectors = {v: [1.0, 0.1 * i] for i, v in enumerate(PETS)} | {v: [0.1 * i, 1.0] for i, v in enumerate(FOOD)}
     embeddings = tmp_path / "embeddings.parquet"
     pq.write_table(pa.table({"video_id": list(vectors), "embedding": list(vectors.values())}), embeddings)
-    recall = config.recall.model_copy(update={
-        "als_rank": 4, "als_max_iter": 5, "covisit_neighbours": 4, "embeddings_path": str(embeddings),
-        "quotas": {"als": 3, "covisit": 3, "topic": 3, "embedding": 3, "popularity": 3}, "exploration_slots": 1,
-    })
+    recall = config.recall.model_copy(
+        update={
+            "als_rank": 4,
+            "als_max_iter": 5,
+            "covisit_neighbours": 4,
+            "embeddings_path": str(embeddings),
+            "quotas": {"als": 3, "covisit": 3, "topic": 3, "embedding": 3, "popularity": 3},
+            "exploration_slots": 1,
+        }
+    )
     config = config.model_copy(update={"recall": recall})
     lake = Lake(config.lake)
     silver_rows = pa.Table.from_pylist(events(), SILVER_EVENTS.schema)
@@ -74,8 +101,10 @@ def lake_config(spark, tmp_path):
     videos = [(v, "pets", ago(days=10)) for v in PETS] + [(v, "food", ago(days=10)) for v in FOOD]
     videos += [("fresh", "pets", ago(hours=2)), ("stale", "pets", ago(days=5))]  # nobody engaged with either
     dims = pa.Table.from_pylist(
-        [{"video_id": v, "creator_id": "c", "topic": t, "duration_ms": 10_000, "upload_time": u, "updated_at": u}
-         for v, t, u in videos],
+        [
+            {"video_id": v, "creator_id": "c", "topic": t, "duration_ms": 10_000, "upload_time": u, "updated_at": u}
+            for v, t, u in videos
+        ],
         DIM_VIDEOS.schema,
     )
     lake.write_arrow(spark, dims, DIM_VIDEOS)
@@ -121,8 +150,9 @@ def test_candidates_and_neighbours_from_silver(spark, lake_config):
     neighbours = lake.to_arrow(config.recall.neighbours_table).to_pylist()
     covisit = {r["neighbour_id"] for r in neighbours if r["video_id"] == "pa0" and r["source"] == "covisit"}
     assert covisit == set(PETS) - {"pa0"}  # food videos never share a viewer with pets videos
-    by_embedding = sorted((r["rank"], r["neighbour_id"]) for r in neighbours
-                          if r["video_id"] == "pa0" and r["source"] == "embedding")
+    by_embedding = sorted(
+        (r["rank"], r["neighbour_id"]) for r in neighbours if r["video_id"] == "pa0" and r["source"] == "embedding"
+    )
     assert by_embedding[0] == (0, "pa1")
     assert not {r["video_id"] for r in neighbours} & {"fresh", "stale"}  # no vectors, no viewers
 

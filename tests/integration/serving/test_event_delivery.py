@@ -94,7 +94,9 @@ def test_a_queue_full_mid_batch_answers_503_with_exactly_what_is_on_the_topic(
     # A local queue of 1 KB takes a couple of events: the batch's tail is refused while its head
     # is delivered (the count-based room check passes, the byte limit does not).
     kafka = serving_env.config.kafka
-    config = serving_config(serving_env.config, kafka={"producer": {**kafka.producer, "queue.buffering.max.kbytes": "1"}})
+    config = serving_config(
+        serving_env.config, kafka={"producer": {**kafka.producer, "queue.buffering.max.kbytes": "1"}}
+    )
     user = new_user()
     batch = [event(user, f"v{i}") for i in range(10)]
     with ServingServer(config) as server, httpx.Client(base_url=server.url, timeout=60) as client:

@@ -120,9 +120,7 @@ def test_redis_stopped_under_the_service_degrades_then_recovers(serving_env: Ser
 CLIENT_TIMEOUT_S = 10.0
 
 
-def test_a_hung_redis_degrades_feeds_and_readiness_then_the_service_recovers(
-    serving_env: ServingEnvironment, tmp_path
-):
+def test_a_hung_redis_degrades_feeds_and_readiness_then_the_service_recovers(serving_env: ServingEnvironment, tmp_path):
     server_redis = PrivateRedis(tmp_path)
     user = serving_env.users[36]
 

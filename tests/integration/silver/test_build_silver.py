@@ -26,12 +26,27 @@ def at(minutes: float) -> dt.datetime:
 
 def bronze_row(event_id, user, video, event_time, received=None, offset=0, event_type="play"):
     return {
-        "event_id": event_id, "event_type": event_type, "schema_version": 1, "user_id": user, "video_id": video,
-        "event_time": event_time, "session_id": "s", "request_id": "", "device_os": "ios",
-        "device_app_version": "1.0", "device_country": "US", "device_network": "wifi",
-        "watch_ms": 1000 if event_type == "play" else None, "video_duration_ms": 2000 if event_type == "play" else None,
-        "position": None, "variant": None, "kafka_topic": "t", "kafka_partition": 0, "kafka_offset": offset,
-        "kafka_timestamp": received or event_time + dt.timedelta(seconds=1), "event_date": event_time.date(),
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": 1,
+        "user_id": user,
+        "video_id": video,
+        "event_time": event_time,
+        "session_id": "s",
+        "request_id": "",
+        "device_os": "ios",
+        "device_app_version": "1.0",
+        "device_country": "US",
+        "device_network": "wifi",
+        "watch_ms": 1000 if event_type == "play" else None,
+        "video_duration_ms": 2000 if event_type == "play" else None,
+        "position": None,
+        "variant": None,
+        "kafka_topic": "t",
+        "kafka_partition": 0,
+        "kafka_offset": offset,
+        "kafka_timestamp": received or event_time + dt.timedelta(seconds=1),
+        "event_date": event_time.date(),
     }
 
 
@@ -46,14 +61,32 @@ def setup(tmp_path):
     )
     catalogue = tmp_path / "catalogue"
     catalogue.mkdir()
-    pq.write_table(pa.table({
-        "user_id": ["u1", "u2"], "country": ["US", "DE"], "os": ["ios", "android"], "app_version": ["1.0", "1.0"],
-        "age_group": ["18-24", "25-34"], "signup_time": pa.array([H10, H10], pa.timestamp("ms", tz="UTC")),
-    }), catalogue / "users.parquet")
-    pq.write_table(pa.table({
-        "video_id": ["v1", "v2"], "creator_id": ["c1", "c2"], "topic": ["pets", "food"], "duration_ms": [2000, 3000],
-        "upload_time": pa.array([H10, H10], pa.timestamp("ms", tz="UTC")), "quality": [0.5, 0.9],
-    }), catalogue / "videos.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["u1", "u2"],
+                "country": ["US", "DE"],
+                "os": ["ios", "android"],
+                "app_version": ["1.0", "1.0"],
+                "age_group": ["18-24", "25-34"],
+                "signup_time": pa.array([H10, H10], pa.timestamp("ms", tz="UTC")),
+            }
+        ),
+        catalogue / "users.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "video_id": ["v1", "v2"],
+                "creator_id": ["c1", "c2"],
+                "topic": ["pets", "food"],
+                "duration_ms": [2000, 3000],
+                "upload_time": pa.array([H10, H10], pa.timestamp("ms", tz="UTC")),
+                "quality": [0.5, 0.9],
+            }
+        ),
+        catalogue / "videos.parquet",
+    )
     return config, Lake(config.lake), catalogue
 
 
@@ -67,15 +100,19 @@ def silver_rows(lake: Lake) -> dict[str, dict]:
 
 def test_duplicates_late_data_sessions_and_dimensions(spark, setup):
     config, lake, _ = setup
-    add_bronze(spark, lake, [
-        bronze_row("e1", "u1", "v1", at(0), offset=1),
-        bronze_row("e1", "u1", "v1", at(0), received=at(5), offset=9),   # a client retry: dropped
-        bronze_row("e2", "u1", "v1", at(10), offset=2),                  # same session (10 min gap)
-        bronze_row("e3", "u1", "v2", at(50), offset=3),                  # 40 min gap: a new session
-        bronze_row("e4", "u9", "v7", at(20), offset=4),                  # unknown user and video: kept, flagged
-        bronze_row("e5", "u2", "v2", at(30), received=H10 + dt.timedelta(days=2), offset=5),  # too late
-        bronze_row("e6", "u2", "v2", at(70), offset=6),                  # next hour: another interval
-    ])
+    add_bronze(
+        spark,
+        lake,
+        [
+            bronze_row("e1", "u1", "v1", at(0), offset=1),
+            bronze_row("e1", "u1", "v1", at(0), received=at(5), offset=9),  # a client retry: dropped
+            bronze_row("e2", "u1", "v1", at(10), offset=2),  # same session (10 min gap)
+            bronze_row("e3", "u1", "v2", at(50), offset=3),  # 40 min gap: a new session
+            bronze_row("e4", "u9", "v7", at(20), offset=4),  # unknown user and video: kept, flagged
+            bronze_row("e5", "u2", "v2", at(30), received=H10 + dt.timedelta(days=2), offset=5),  # too late
+            bronze_row("e6", "u2", "v2", at(70), offset=6),  # next hour: another interval
+        ],
+    )
 
     result = build_silver(spark, config, H10, at(60))
 
@@ -138,12 +175,16 @@ def test_gold_features_from_silver_as_of_the_interval_end(spark, setup):
     from reelhouse.features.gold import build_features, feature_table
 
     config, lake, _ = setup
-    add_bronze(spark, lake, [
-        bronze_row("p1", "u1", "v1", at(5)),
-        bronze_row("p2", "u2", "v1", at(15)) | {"watch_ms": 2000},
-        bronze_row("l1", "u2", "v1", at(16), event_type="like"),
-        bronze_row("x1", "u1", "v1", at(61)),  # after the feature time: not counted
-    ])
+    add_bronze(
+        spark,
+        lake,
+        [
+            bronze_row("p1", "u1", "v1", at(5)),
+            bronze_row("p2", "u2", "v1", at(15)) | {"watch_ms": 2000},
+            bronze_row("l1", "u2", "v1", at(16), event_type="like"),
+            bronze_row("x1", "u1", "v1", at(61)),  # after the feature time: not counted
+        ],
+    )
     build_silver(spark, config, H10, at(120))
 
     first = build_features(spark, config, at(60))

@@ -47,8 +47,14 @@ def write_videos(spark, config: ReelhouseConfig, videos: dict[str, tuple[str, dt
     lake = Lake(config.lake)
     rows = pa.Table.from_pylist(
         [
-            {"video_id": v, "creator_id": "c1", "topic": topic, "duration_ms": 15_000, "upload_time": uploaded,
-             "updated_at": uploaded}
+            {
+                "video_id": v,
+                "creator_id": "c1",
+                "topic": topic,
+                "duration_ms": 15_000,
+                "upload_time": uploaded,
+                "updated_at": uploaded,
+            }
             for v, (topic, uploaded) in videos.items()
         ],
         schema=DIM_VIDEOS.schema,

@@ -50,12 +50,21 @@ def generate(rng: random.Random, now: dt.datetime, count: int) -> tuple[list[dic
         else:
             at = now - dt.timedelta(minutes=rng.uniform(0, 300))
         kind = rng.choice(("impression", "impression", "play", "play", "like", "share", "comment", "skip", "follow"))
-        extra = {"watch_ms": rng.randint(0, 40_000), "video_duration_ms": rng.randint(5_000, 30_000)} if kind == "play" else {}
+        extra = (
+            {"watch_ms": rng.randint(0, 40_000), "video_duration_ms": rng.randint(5_000, 30_000)}
+            if kind == "play"
+            else {}
+        )
         events.append(
             make_event(
-                event_id=f"e{i:05d}", event_type=kind, user_id=f"u{rng.randint(0, 5)}",
+                event_id=f"e{i:05d}",
+                event_type=kind,
+                user_id=f"u{rng.randint(0, 5)}",
                 video_id=f"v{rng.randint(0, 7)}",  # v6 and v7 are not in dim_videos
-                event_time_ms=int(at.timestamp() * 1000), session_id="s1", device=DEVICE, **extra,
+                event_time_ms=int(at.timestamp() * 1000),
+                session_id="s1",
+                device=DEVICE,
+                **extra,
             )
         )
     resent = [e for e in rng.sample(events, count // 10) if e["event_time"] <= now.timestamp() * 1000]
@@ -72,8 +81,15 @@ def batch_frame(spark, messages, videos):
         at = min(event["event_time"], m.timestamp()[1])
         topic, uploaded = videos.get(event["video_id"], (None, None))
         seen[event["event_id"]] = (
-            event["event_id"], event["user_id"], event["video_id"], topic, event["event_type"],
-            dt.datetime.fromtimestamp(at / 1000, dt.UTC), event.get("watch_ms"), event.get("video_duration_ms"), uploaded,
+            event["event_id"],
+            event["user_id"],
+            event["video_id"],
+            topic,
+            event["event_type"],
+            dt.datetime.fromtimestamp(at / 1000, dt.UTC),
+            event.get("watch_ms"),
+            event.get("video_duration_ms"),
+            uploaded,
         )
     return spark.createDataFrame(list(seen.values()), EVENT_SCHEMA)
 
@@ -103,7 +119,9 @@ def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_
     root = tmp_path_factory.mktemp("speed")
     from reelhouse.config import TopicConfig
 
-    config = fresh_speed_config(stack_config, root, TopicConfig(name=f"speed-prop-{uuid.uuid4().hex[:10]}", partitions=2))
+    config = fresh_speed_config(
+        stack_config, root, TopicConfig(name=f"speed-prop-{uuid.uuid4().hex[:10]}", partitions=2)
+    )
     # A watermark longer than the data's disorder: nothing is late, and several micro-batches
     # (150 records each) merge tiles through Spark state and the online store.
     config = config.model_copy(update={"speed": config.speed.model_copy(update={"watermark_s": 40 * 86_400})})
@@ -122,8 +140,13 @@ def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_
     try:
         by_time: dict[dt.datetime, list[tuple[str, str, dict]]] = defaultdict(list)
         for entity in ENTITY_KEYS:
-            keys = sorted({KEY_SEPARATOR.join(r[k] for k in ENTITY_KEYS[entity]) for r in frame.collect()
-                           if all(r[k] is not None for k in ENTITY_KEYS[entity])})
+            keys = sorted(
+                {
+                    KEY_SEPARATOR.join(r[k] for k in ENTITY_KEYS[entity])
+                    for r in frame.collect()
+                    if all(r[k] is not None for k in ENTITY_KEYS[entity])
+                }
+            )
             rows = store.read(features_view(entity), keys, now=now)
             assert all(rows.values()), f"{entity}: keys without an online row"
             for key, row in rows.items():
@@ -152,8 +175,15 @@ def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_
 
 
 def impression(event_id: str, video: str, at: dt.datetime, user: str = "u1") -> tuple[bytes, bytes]:
-    event = make_event(event_id=event_id, event_type="impression", user_id=user, video_id=video,
-                       event_time_ms=int(at.timestamp() * 1000), session_id="s1", device=DEVICE)
+    event = make_event(
+        event_id=event_id,
+        event_type="impression",
+        user_id=user,
+        video_id=video,
+        event_time_ms=int(at.timestamp() * 1000),
+        session_id="s1",
+        device=DEVICE,
+    )
     return user.encode(), orjson.dumps(event)
 
 
@@ -163,20 +193,26 @@ def test_awkward_input_has_its_documented_outcome(spark, speed_config):
     config = speed_config.model_copy(update={"speed": speed_config.speed.model_copy(update={"watermark_s": 600})})
     write_videos(spark, config, {"vk": ("dance", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))})
     now = dt.datetime.now(dt.UTC)
-    produce(config, [
-        impression("a1", "vk", now),
-        impression("a2", "vk", now - dt.timedelta(minutes=4)),  # out of order, inside the watermark
-        impression("a3", "vk", now + dt.timedelta(hours=3)),  # device clock 3 h ahead: counted at receipt
-        impression("a4", "vz", now),  # a video dim_videos does not know
-        (b"u1", b"{not json"),  # quarantined by ingestion, skipped here
-    ])
+    produce(
+        config,
+        [
+            impression("a1", "vk", now),
+            impression("a2", "vk", now - dt.timedelta(minutes=4)),  # out of order, inside the watermark
+            impression("a3", "vk", now + dt.timedelta(hours=3)),  # device clock 3 h ahead: counted at receipt
+            impression("a4", "vz", now),  # a video dim_videos does not know
+            (b"u1", b"{not json"),  # quarantined by ingestion, skipped here
+        ],
+    )
     first = run_speed_layer(spark, config, trigger="available_now")
     assert first.batches >= 1
-    produce(config, [
-        impression("b1", "vk", now - dt.timedelta(hours=2)),  # behind the watermark: dropped here
-        impression("b2", "vk", now - dt.timedelta(minutes=3)),  # late but inside the watermark
-        impression("a1", "vk", now),  # a resent duplicate
-    ])
+    produce(
+        config,
+        [
+            impression("b1", "vk", now - dt.timedelta(hours=2)),  # behind the watermark: dropped here
+            impression("b2", "vk", now - dt.timedelta(minutes=3)),  # late but inside the watermark
+            impression("a1", "vk", now),  # a resent duplicate
+        ],
+    )
     run_speed_layer(spark, config, trigger="available_now")
 
     store = open_online_store(config.online_store)

@@ -298,7 +298,10 @@ def test_down_stops_our_broker_and_no_other_process(make_private_stack: MakeStac
 
 @pytest.mark.parametrize(
     ("port_of", "key"),
-    [("port", r"stack\.broker\.port \(and kafka\.bootstrap_servers\)"), ("controller_port", r"stack\.broker\.controller_port")],
+    [
+        ("port", r"stack\.broker\.port \(and kafka\.bootstrap_servers\)"),
+        ("controller_port", r"stack\.broker\.controller_port"),
+    ],
 )
 def test_a_taken_port_names_the_config_key(make_private_stack: MakeStack, port_of: str, key: str) -> None:
     stack = make_private_stack()

@@ -120,8 +120,8 @@ def test_the_same_micro_batch_handed_over_twice_lands_once(spark, ingest_config)
 
     import pyarrow as pa
 
-    from reelhouse.streaming.ingest import IngestionJob
     from reelhouse.events.records import KAFKA_RECORD_SCHEMA
+    from reelhouse.streaming.ingest import IngestionJob
 
     checkpoint = Path(ingest_config.ingest.checkpoint_dir)
     checkpoint.mkdir(parents=True)
@@ -139,8 +139,10 @@ def test_the_same_micro_batch_handed_over_twice_lands_once(spark, ingest_config)
         },
         schema=KAFKA_RECORD_SCHEMA,
     )
-    frame = spark.createDataFrame(records.to_pandas(), schema="key binary, value binary, topic string, "
-                                  "partition int, offset long, timestamp timestamp")
+    frame = spark.createDataFrame(
+        records.to_pandas(),
+        schema="key binary, value binary, topic string, partition int, offset long, timestamp timestamp",
+    )
     job = IngestionJob(spark, ingest_config)
 
     job.process_batch(frame, 0)

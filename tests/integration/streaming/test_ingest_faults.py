@@ -57,8 +57,17 @@ def _ingest(config: ReelhouseConfig, config_file: Path, trigger: str, log_path: 
     """The ingestion job exactly as the README runs it: spark-submit on local[2] with the project's jars."""
     spark_submit = str(Path(sys.executable).parent / "spark-submit")
     return _start(
-        [spark_submit, *spark_submit_args(config.spark.jars), "--master", "local[2]", "jobs/ingest_events.py",
-         "--config", str(config_file), "--trigger", trigger],
+        [
+            spark_submit,
+            *spark_submit_args(config.spark.jars),
+            "--master",
+            "local[2]",
+            "jobs/ingest_events.py",
+            "--config",
+            str(config_file),
+            "--trigger",
+            trigger,
+        ],
         log_path,
     )
 
@@ -86,8 +95,21 @@ def test_exactly_once_when_the_job_is_killed_at_random_moments(ingest_config, tm
     rng = random.Random(SEED)
     print(f"kill schedule seed {SEED} (REELHOUSE_TEST_SEED={SEED} replays it)")
     simulator = _start(
-        [sys.executable, "-m", "reelhouse.cli", "simulate", "--config", str(config_file), "--rate", "4000",
-         "--duration", "90", "--malformed-share", "0.02", "--no-catalogue"],
+        [
+            sys.executable,
+            "-m",
+            "reelhouse.cli",
+            "simulate",
+            "--config",
+            str(config_file),
+            "--rate",
+            "4000",
+            "--duration",
+            "90",
+            "--malformed-share",
+            "0.02",
+            "--no-catalogue",
+        ],
         tmp_path / "simulate.log",
     )
     kills = []
@@ -138,8 +160,7 @@ class _Producer(threading.Thread):
 
     def run(self) -> None:
         # Idempotent and acks=all: a retry across the broker restart cannot duplicate or reorder.
-        p = producer(self.config.kafka, **{"enable.idempotence": "true", "acks": "all",
-                                           "message.timeout.ms": "120000"})
+        p = producer(self.config.kafka, **{"enable.idempotence": "true", "acks": "all", "message.timeout.ms": "120000"})
         now_ms = int(time.time() * 1000)
         started = time.monotonic()
 
@@ -153,8 +174,12 @@ class _Producer(threading.Thread):
             event = valid_event(i, now_ms, prefix="kb")
             while True:
                 try:
-                    p.produce(self.config.kafka.events_topic.name, encode_event(event), event["user_id"].encode(),
-                              on_delivery=delivered)
+                    p.produce(
+                        self.config.kafka.events_topic.name,
+                        encode_event(event),
+                        event["user_id"].encode(),
+                        on_delivery=delivered,
+                    )
                     break
                 except BufferError:
                     p.poll(0.05)
@@ -202,7 +227,9 @@ def test_broker_killed_and_restarted_while_producing_loses_and_duplicates_nothin
         sender.stop.set()
         sender.join(timeout=240)
         assert not sender.is_alive(), "the producer did not finish after the restart"
-        assert sender.sent > before and len(sender.acked) >= restarted + 3_000, "too little was produced after the restart"
+        assert sender.sent > before and len(sender.acked) >= restarted + 3_000, (
+            "too little was produced after the restart"
+        )
         deadline = time.monotonic() + 180
         while len(_bronze_ids(config)) < len(sender.acked) and time.monotonic() < deadline:
             time.sleep(1)

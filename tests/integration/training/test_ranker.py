@@ -75,7 +75,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> ReelhouseConfig:
                 update={
                     "max_fit_rows": 1_500,  # below the 2,100 train rows: the seeded sample is used
                     "lgbm_params": {
-                        "n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 20,
+                        "n_estimators": 60,
+                        "learning_rate": 0.1,
+                        "num_leaves": 15,
+                        "min_child_samples": 20,
                         "n_jobs": 1,  # OpenMP threads wait on each other on a busy 2-core test machine
                     },
                     "lr_params": {"C": 1.0, "max_iter": 200},

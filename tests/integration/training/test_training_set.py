@@ -24,16 +24,47 @@ def at(minutes: float) -> dt.datetime:
     return H10 + dt.timedelta(minutes=minutes)
 
 
-def event(event_id, event_type, request_id, user, video, time, watch_ms=None, duration_ms=None, received=None,
-          topic="pets", position=None):
+def event(
+    event_id,
+    event_type,
+    request_id,
+    user,
+    video,
+    time,
+    watch_ms=None,
+    duration_ms=None,
+    received=None,
+    topic="pets",
+    position=None,
+):
     return {
-        "event_id": event_id, "event_type": event_type, "schema_version": 1, "user_id": user, "video_id": video,
-        "event_time": time, "session_id": "s1", "request_id": request_id, "device_os": "ios",
-        "device_app_version": "1.0", "device_country": "US", "device_network": "wifi", "watch_ms": watch_ms,
-        "video_duration_ms": duration_ms, "position": position, "variant": None,
-        "received_at": received or time + dt.timedelta(seconds=1), "session_key": "u:0", "session_start": time,
-        "known_user": True, "known_video": True, "user_country": "US", "user_age_group": "18-24",
-        "creator_id": "c1", "topic": topic, "upload_time": None, "event_date": time.date(),
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": 1,
+        "user_id": user,
+        "video_id": video,
+        "event_time": time,
+        "session_id": "s1",
+        "request_id": request_id,
+        "device_os": "ios",
+        "device_app_version": "1.0",
+        "device_country": "US",
+        "device_network": "wifi",
+        "watch_ms": watch_ms,
+        "video_duration_ms": duration_ms,
+        "position": position,
+        "variant": None,
+        "received_at": received or time + dt.timedelta(seconds=1),
+        "session_key": "u:0",
+        "session_start": time,
+        "known_user": True,
+        "known_video": True,
+        "user_country": "US",
+        "user_age_group": "18-24",
+        "creator_id": "c1",
+        "topic": topic,
+        "upload_time": None,
+        "event_date": time.date(),
         "event_hour": time.strftime("%Y-%m-%dT%H"),
     }
 
@@ -79,29 +110,49 @@ def built_rows(lake: Lake, config) -> dict[str, dict]:
 
 def test_features_come_from_the_latest_feature_time_at_or_before_the_impression(spark, config, lake):
     video, user, user_topic = (feature_table(e) for e in ENTITIES)
-    add(spark, lake, video, [
-        gold("video", {"video_id": "v2"}, at(-120), video_impressions_1h=7),  # v2 was last active before 10:00
-        gold("video", {"video_id": "v1"}, at(0), video_impressions_1h=1),
-        # Computed at 12:00, after most impressions: its distinctive 999 must not reach them.
-        gold("video", {"video_id": "v1"}, at(120), video_impressions_1h=999),
-    ])
-    add(spark, lake, user, [
-        gold("user", {"user_id": "u1"}, at(0), user_events_1d=5),
-        gold("user", {"user_id": "u1"}, at(120), user_events_1d=999),
-    ])
-    add(spark, lake, user_topic, [
-        gold("user_topic", {"user_id": "u1", "topic": "pets"}, at(0), user_topic_plays_7d=3),
-        gold("user_topic", {"user_id": "u1", "topic": "pets"}, at(120), user_topic_plays_7d=999),
-    ])
-    add(spark, lake, SILVER_EVENTS, [
-        impression("a", "r-between", "u1", "v1", at(90)),  # 11:30: the 10:00 rows, never the 12:00 ones
-        impression("b", "r-before-any", "u1", "v1", at(-30)),  # 09:30: no feature row existed yet
-        impression("c", "r-at-12", "u1", "v1", at(120)),  # 12:00 rows cover events before 12:00: usable
-        # Device clock 40 min ahead: known when received (11:50), so 12:00 is still the future.
-        impression("d", "r-clock-ahead", "u1", "v1", at(150), received=at(110)),
-        # v2's last row is from 08:00; the 10:00 build found no activity, so nothing is known now.
-        impression("e", "r-stale", "u1", "v2", at(90)),
-    ])
+    add(
+        spark,
+        lake,
+        video,
+        [
+            gold("video", {"video_id": "v2"}, at(-120), video_impressions_1h=7),  # v2 was last active before 10:00
+            gold("video", {"video_id": "v1"}, at(0), video_impressions_1h=1),
+            # Computed at 12:00, after most impressions: its distinctive 999 must not reach them.
+            gold("video", {"video_id": "v1"}, at(120), video_impressions_1h=999),
+        ],
+    )
+    add(
+        spark,
+        lake,
+        user,
+        [
+            gold("user", {"user_id": "u1"}, at(0), user_events_1d=5),
+            gold("user", {"user_id": "u1"}, at(120), user_events_1d=999),
+        ],
+    )
+    add(
+        spark,
+        lake,
+        user_topic,
+        [
+            gold("user_topic", {"user_id": "u1", "topic": "pets"}, at(0), user_topic_plays_7d=3),
+            gold("user_topic", {"user_id": "u1", "topic": "pets"}, at(120), user_topic_plays_7d=999),
+        ],
+    )
+    add(
+        spark,
+        lake,
+        SILVER_EVENTS,
+        [
+            impression("a", "r-between", "u1", "v1", at(90)),  # 11:30: the 10:00 rows, never the 12:00 ones
+            impression("b", "r-before-any", "u1", "v1", at(-30)),  # 09:30: no feature row existed yet
+            impression("c", "r-at-12", "u1", "v1", at(120)),  # 12:00 rows cover events before 12:00: usable
+            # Device clock 40 min ahead: known when received (11:50), so 12:00 is still the future.
+            impression("d", "r-clock-ahead", "u1", "v1", at(150), received=at(110)),
+            # v2's last row is from 08:00; the 10:00 build found no activity, so nothing is known now.
+            impression("e", "r-stale", "u1", "v2", at(90)),
+        ],
+    )
 
     build_training_set(spark, config, at(-60), at(180))
 
@@ -128,42 +179,47 @@ def test_features_come_from_the_latest_feature_time_at_or_before_the_impression(
 def test_labels_come_from_the_outcomes_of_the_same_request_within_the_window(spark, config, lake):
     # Defaults: attribution window 30 min, positive watch ratio 0.5.
     assert (config.training.attribution_window_s, config.training.positive_watch_ratio) == (1_800, 0.5)
-    add(spark, lake, SILVER_EVENTS, [
-        impression("i1", "r1", "u1", "v1", at(0)),
-        play("p1", "r1", "u1", "v1", at(1), 4_000),
-        event("l1", "like", "r1", "u1", "v1", at(5)),
-        event("c1", "comment", "r1", "u1", "v1", at(6)),
-        event("f1", "follow", "r1", "u1", "v1", at(7)),
-        # r2: watched 60%; a full play a minute before the impression is not its outcome.
-        impression("i2", "r2", "u1", "v2", at(0)),
-        play("p2", "r2", "u1", "v2", at(1), 6_000),
-        play("p2-early", "r2", "u1", "v2", at(-1), 10_000),
-        # r3: watched 40%; its like came 31 min later (outside the window), and a share of the
-        # same user and video belongs to another request.
-        impression("i3", "r3", "u1", "v3", at(0)),
-        play("p3", "r3", "u1", "v3", at(1), 4_000),
-        event("l3", "like", "r3", "u1", "v3", at(31)),
-        event("s3", "share", "r-other", "u1", "v3", at(2)),
-        # r4: watched three times the duration (replays): capped at 1, and complete.
-        impression("i4", "r4", "u1", "v4", at(0)),
-        play("p4", "r4", "u1", "v4", at(1), 30_000),
-        # r5: a 96% play exactly at the end of the window still counts.
-        impression("i5", "r5", "u1", "v5", at(0)),
-        play("p5", "r5", "u1", "v5", at(30), 9_600),
-        # r6: skipped.
-        impression("i6", "r6", "u1", "v6", at(0)),
-        event("k6", "skip", "r6", "u1", "v6", at(0.1), 500, 10_000),
-        # r7: shown twice in the same request; the first impression (10:10) is kept.
-        impression("i7a", "r7", "u1", "v7", at(10)),
-        impression("i7b", "r7", "u1", "v7", at(12)),
-        event("s7", "share", "r7", "u1", "v7", at(13)),
-        # An impression without a request id cannot be attributed.
-        impression("i8", "", "u1", "v8", at(20)),
-        play("p8", "", "u1", "v8", at(21), 10_000),
-        # r9: exactly the positive watch ratio.
-        impression("i9", "r9", "u1", "v9", at(0)),
-        play("p9", "r9", "u1", "v9", at(2), 5_000),
-    ])
+    add(
+        spark,
+        lake,
+        SILVER_EVENTS,
+        [
+            impression("i1", "r1", "u1", "v1", at(0)),
+            play("p1", "r1", "u1", "v1", at(1), 4_000),
+            event("l1", "like", "r1", "u1", "v1", at(5)),
+            event("c1", "comment", "r1", "u1", "v1", at(6)),
+            event("f1", "follow", "r1", "u1", "v1", at(7)),
+            # r2: watched 60%; a full play a minute before the impression is not its outcome.
+            impression("i2", "r2", "u1", "v2", at(0)),
+            play("p2", "r2", "u1", "v2", at(1), 6_000),
+            play("p2-early", "r2", "u1", "v2", at(-1), 10_000),
+            # r3: watched 40%; its like came 31 min later (outside the window), and a share of the
+            # same user and video belongs to another request.
+            impression("i3", "r3", "u1", "v3", at(0)),
+            play("p3", "r3", "u1", "v3", at(1), 4_000),
+            event("l3", "like", "r3", "u1", "v3", at(31)),
+            event("s3", "share", "r-other", "u1", "v3", at(2)),
+            # r4: watched three times the duration (replays): capped at 1, and complete.
+            impression("i4", "r4", "u1", "v4", at(0)),
+            play("p4", "r4", "u1", "v4", at(1), 30_000),
+            # r5: a 96% play exactly at the end of the window still counts.
+            impression("i5", "r5", "u1", "v5", at(0)),
+            play("p5", "r5", "u1", "v5", at(30), 9_600),
+            # r6: skipped.
+            impression("i6", "r6", "u1", "v6", at(0)),
+            event("k6", "skip", "r6", "u1", "v6", at(0.1), 500, 10_000),
+            # r7: shown twice in the same request; the first impression (10:10) is kept.
+            impression("i7a", "r7", "u1", "v7", at(10)),
+            impression("i7b", "r7", "u1", "v7", at(12)),
+            event("s7", "share", "r7", "u1", "v7", at(13)),
+            # An impression without a request id cannot be attributed.
+            impression("i8", "", "u1", "v8", at(20)),
+            play("p8", "", "u1", "v8", at(21), 10_000),
+            # r9: exactly the positive watch ratio.
+            impression("i9", "r9", "u1", "v9", at(0)),
+            play("p9", "r9", "u1", "v9", at(2), 5_000),
+        ],
+    )
 
     conf = "spark.sql.requireAllClusterKeysForCoPartition"
     before = spark.conf.get(conf, None)

@@ -217,7 +217,9 @@ def test_a_top_level_that_is_not_a_mapping_is_a_config_error(tmp_path, text, kin
     ],
     ids=["unknown-nested-key", "unknown-top-key", "wrong-type", "out-of-range", "no-port", "bad-port", "env-zero"],
 )
-def test_invalid_values_raise_one_config_error_naming_file_and_dotted_field(tmp_path, extra_yaml, environ, field, words):
+def test_invalid_values_raise_one_config_error_naming_file_and_dotted_field(
+    tmp_path, extra_yaml, environ, field, words
+):
     path = write(tmp_path / "conf/app.yaml", MINIMAL + extra_yaml)
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ=environ)

@@ -97,7 +97,8 @@ class FavouriteTopicSource:
         self.user_topic = np.asarray(per_user.argmax(axis=1)).ravel()
         self.has_history = np.diff(per_user.indptr) > 0
         self.by_topic = [
-            np.flatnonzero(topics == t)[np.argsort(-self.counts[topics == t], kind="stable")] for t in range(topics.max() + 1)
+            np.flatnonzero(topics == t)[np.argsort(-self.counts[topics == t], kind="stable")]
+            for t in range(topics.max() + 1)
         ]
         return self
 

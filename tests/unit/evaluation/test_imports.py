@@ -45,8 +45,12 @@ def test_bad_rows_are_counted_per_reason_and_quarantined(log_csv, tmp_path):
     assert report.rows_read == 11
     assert report.valid == 5
     assert report.malformed == {
-        "malformed_line": 1, "missing_user": 1, "missing_item": 1, "unparseable_time": 1,
-        "non_numeric_rating": 1, "unknown_split": 1,
+        "malformed_line": 1,
+        "missing_user": 1,
+        "missing_item": 1,
+        "unparseable_time": 1,
+        "non_numeric_rating": 1,
+        "unknown_split": 1,
     }
     assert report.valid + sum(report.malformed.values()) == report.rows_read
     assert report.split_method == "column"
@@ -139,7 +143,9 @@ def test_evaluation_data_keeps_new_users_and_items_and_drops_seen_pairs(tmp_path
 
 
 def test_item_features_become_attributes(tmp_path):
-    features = pd.DataFrame({"item": ["a", "b", None, "a"], "topic": ["x", "y", "z", "w"], "length": [1.5, 2.0, 3.0, 4.0]})
+    features = pd.DataFrame(
+        {"item": ["a", "b", None, "a"], "topic": ["x", "y", "z", "w"], "length": [1.5, 2.0, 3.0, 4.0]}
+    )
     features.to_csv(tmp_path / "items.csv", index=False)
     table = read_item_features(tmp_path / "items.csv", "item")
     assert table.column("item_id").to_pylist() == ["a", "b"]  # the null id and the repeat of a are dropped

@@ -79,14 +79,19 @@ def synthetic_data(tmp_path_factory):
     log, items = synthetic_log(n_users=300, n_items=200, n_interactions=9_000, seed=1)
     log.to_csv(root / "log.csv", index=False)
     items.to_csv(root / "items.csv", index=False)
-    rows = read_interaction_log(root / "log.csv", LogColumns("user_id", "item_id", time="ts", rating="watch_ratio")).rows
+    rows = read_interaction_log(
+        root / "log.csv", LogColumns("user_id", "item_id", time="ts", rating="watch_ratio")
+    ).rows
     return evaluation_data(rows, read_item_features(root / "items.csv", "item_id"))
 
 
 def test_pipeline_learns_to_rank_the_blended_candidates(synthetic_data, tmp_path):
     count, favourite = CountSource(), FavouriteTopicSource()
-    options = PipelineOptions(quotas={"favourite": 30, "count": 20}, max_train_users=300,
-                              lgbm_params={"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "verbose": -1})
+    options = PipelineOptions(
+        quotas={"favourite": 30, "count": 20},
+        max_train_users=300,
+        lgbm_params={"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "verbose": -1},
+    )
     result = evaluate_data(synthetic_data, [10, 20], {"count": count, "favourite": favourite}, pipeline=options)
 
     models = result.models
@@ -106,8 +111,9 @@ def test_pipeline_learns_to_rank_the_blended_candidates(synthetic_data, tmp_path
 
 def test_pipeline_ranks_what_the_sources_recall(synthetic_data):
     train = synthetic_data.train
-    options = PipelineOptions(quotas={"favourite": 15, "count": 10}, objective="binary",
-                              lgbm_params={"n_estimators": 20, "verbose": -1})
+    options = PipelineOptions(
+        quotas={"favourite": 15, "count": 10}, objective="binary", lgbm_params={"n_estimators": 20, "verbose": -1}
+    )
     pipeline = RecallRankPipeline({"count": CountSource(), "favourite": FavouriteTopicSource()}, options)
     pipeline.fit(train, valid=synthetic_data.valid, exclude=synthetic_data.seen)
     users = np.arange(20)

@@ -93,7 +93,14 @@ def test_unparseable_bytes_are_invalid_json(payload):
 
 @pytest.mark.parametrize(
     ("payload", "kind"),
-    [(b"[1, 2]", "list"), (b"[]", "list"), (b"42", "int"), (b'"play"', "str"), (b"null", "NoneType"), (b"true", "bool")],
+    [
+        (b"[1, 2]", "list"),
+        (b"[]", "list"),
+        (b"42", "int"),
+        (b'"play"', "str"),
+        (b"null", "NoneType"),
+        (b"true", "bool"),
+    ],
 )
 def test_json_that_is_not_an_object_is_rejected(payload, kind):
     assert_rejected(payload, contract.REASON_NOT_OBJECT, f"top-level JSON is {kind}")
@@ -205,7 +212,9 @@ def test_missing_device_is_a_missing_field():
 
 @pytest.mark.parametrize(("device", "kind"), [("ios", "str"), ([DEVICE], "list"), (7, "int")])
 def test_a_device_that_is_not_an_object_is_a_wrong_type(device, kind):
-    assert_rejected(encode_event(event("like", device=device)), contract.REASON_TYPE, f"device must be object, got {kind}")
+    assert_rejected(
+        encode_event(event("like", device=device)), contract.REASON_TYPE, f"device must be object, got {kind}"
+    )
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in contract.DEVICE_FIELDS])
@@ -383,9 +392,7 @@ def valid_events(draw) -> tuple[dict, int]:
         event_type=event_type,
         user_id=draw(IDS),
         video_id=draw(IDS),
-        event_time_ms=draw(
-            st.integers(reference - LIMITS.max_event_age_ms, reference + LIMITS.max_clock_skew_ms)
-        ),
+        event_time_ms=draw(st.integers(reference - LIMITS.max_event_age_ms, reference + LIMITS.max_clock_skew_ms)),
         session_id=draw(IDS),
         request_id=draw(st.just("") | IDS),
         device=device,
@@ -420,7 +427,10 @@ def test_random_bytes_raise_nothing_but_invalid(payload):
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | SAFE_TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(SAFE_TEXT, inner, max_size=3),
     max_leaves=8,

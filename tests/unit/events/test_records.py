@@ -22,8 +22,7 @@ from reelhouse.events.contract import (
     make_event,
     validate_payload,
 )
-from reelhouse.events.records import split_records
-from reelhouse.events.records import KAFKA_RECORD_SCHEMA
+from reelhouse.events.records import KAFKA_RECORD_SCHEMA, split_records
 
 UTC = dt.UTC
 DEVICE = {"os": "android", "app_version": "31.0", "country": "BR", "network": "cellular"}
@@ -174,7 +173,10 @@ def test_the_reference_time_is_the_records_own_kafka_timestamp():
     event_time = dt.datetime(2026, 1, 1, tzinfo=UTC)
     value = payload("like", event_time, "e1")
     records = kafka_records(
-        [(b"k", value, 0, 0, event_time + dt.timedelta(hours=1)), (b"k", value, 0, 1, event_time + dt.timedelta(days=400))]
+        [
+            (b"k", value, 0, 0, event_time + dt.timedelta(hours=1)),
+            (b"k", value, 0, 1, event_time + dt.timedelta(days=400)),
+        ]
     )
     bronze, quarantine = split_records(records, ValidationLimits())
     assert bronze["kafka_offset"].to_pylist() == [0]
@@ -184,7 +186,9 @@ def test_the_reference_time_is_the_records_own_kafka_timestamp():
 
 def test_limits_are_applied():
     # 200 bytes is below this play event's size, so it is quarantined as oversized.
-    _, quarantine = split_records(kafka_records([(b"k", PLAY, 0, 0, BROKER_TIME)]), ValidationLimits(max_payload_bytes=200))
+    _, quarantine = split_records(
+        kafka_records([(b"k", PLAY, 0, 0, BROKER_TIME)]), ValidationLimits(max_payload_bytes=200)
+    )
     assert len(PLAY) > 200
     assert quarantine["reason"].to_pylist() == ["oversized_payload"]
 
@@ -228,13 +232,24 @@ def test_spark_style_etc_utc_timestamps_are_accepted():
 # Whichever path a record takes, its verdict must be the reference validator's.
 
 REF_MS = ms(BROKER_TIME)
-TYPE_EXTRAS = {"impression": {"position": 2, "variant": "b"}, "play": {"watch_ms": 5, "video_duration_ms": 9}, "skip": {"watch_ms": 1}}
+TYPE_EXTRAS = {
+    "impression": {"position": 2, "variant": "b"},
+    "play": {"watch_ms": 5, "video_duration_ms": 9},
+    "skip": {"watch_ms": 1},
+}
 
 
 def full_event(event_type: str) -> dict:
     return make_event(
-        event_id="e1", event_type=event_type, user_id="u1", video_id="v1", event_time_ms=REF_MS,
-        session_id="s1", request_id="r1", device=DEVICE, **TYPE_EXTRAS.get(event_type, {}),
+        event_id="e1",
+        event_type=event_type,
+        user_id="u1",
+        video_id="v1",
+        event_time_ms=REF_MS,
+        session_id="s1",
+        request_id="r1",
+        device=DEVICE,
+        **TYPE_EXTRAS.get(event_type, {}),
     )
 
 
@@ -296,12 +311,16 @@ SKIPPED_UNCHECKED = pytest.mark.xfail(
 @pytest.mark.parametrize(
     "value",
     [
-        pytest.param(encode_event(full_event("impression")).replace(b'"variant":"b"', b'"variant":"\xff"'),
-                     id="bad-utf8-known-field"),
-        pytest.param(encode_event(full_event("like"))[:-1] + b',"\xb4x":1}',
-                     id="bad-utf8-unknown-key"),
-        pytest.param(encode_event(full_event("like"))[:-1] + b',"x":1e400}',
-                     id="infinite-number-unknown-field", marks=SKIPPED_UNCHECKED),
+        pytest.param(
+            encode_event(full_event("impression")).replace(b'"variant":"b"', b'"variant":"\xff"'),
+            id="bad-utf8-known-field",
+        ),
+        pytest.param(encode_event(full_event("like"))[:-1] + b',"\xb4x":1}', id="bad-utf8-unknown-key"),
+        pytest.param(
+            encode_event(full_event("like"))[:-1] + b',"x":1e400}',
+            id="infinite-number-unknown-field",
+            marks=SKIPPED_UNCHECKED,
+        ),
     ],
 )
 def test_bytes_that_are_not_json_are_never_accepted(value):
@@ -310,15 +329,34 @@ def test_bytes_that_are_not_json_are_never_accepted(value):
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=6,
 )
 FIELDS = [
-    "schema_version", "event_id", "event_type", "user_id", "video_id", "event_time", "session_id", "request_id",
-    "device", "watch_ms", "video_duration_ms", "position", "variant", "unknown",
-    "device.os", "device.app_version", "device.country", "device.network", "device.unknown",
+    "schema_version",
+    "event_id",
+    "event_type",
+    "user_id",
+    "video_id",
+    "event_time",
+    "session_id",
+    "request_id",
+    "device",
+    "watch_ms",
+    "video_duration_ms",
+    "position",
+    "variant",
+    "unknown",
+    "device.os",
+    "device.app_version",
+    "device.country",
+    "device.network",
+    "device.unknown",
 ]
 
 
@@ -335,7 +373,11 @@ def mutated_payloads(draw) -> bytes:
     # Edit the text too (as characters, so it stays UTF-8): truncations, stray quotes, commas.
     for _ in range(draw(st.integers(0, 1))):
         at = draw(st.integers(0, len(text)))
-        text = text[:at] + draw(st.sampled_from(["", ",", '"', "}", "1", " ", "\\"])) + text[at + draw(st.integers(0, 3)):]
+        text = (
+            text[:at]
+            + draw(st.sampled_from(["", ",", '"', "}", "1", " ", "\\"]))
+            + text[at + draw(st.integers(0, 3)) :]
+        )
     return text.encode()
 
 

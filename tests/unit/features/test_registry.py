@@ -10,8 +10,11 @@ from reelhouse.features import ENTITY_KEYS, FEATURES, MEASURES, WINDOWS, feature
 @pytest.mark.parametrize(
     ("entity", "windows", "stems"),
     [
-        ("video", ("1h", "1d", "7d"),
-         ("impressions", "plays", "completion_rate", "mean_watch_ratio", "like_rate", "share_rate", "comment_rate")),
+        (
+            "video",
+            ("1h", "1d", "7d"),
+            ("impressions", "plays", "completion_rate", "mean_watch_ratio", "like_rate", "share_rate", "comment_rate"),
+        ),
         ("user", ("1d", "7d", "28d"), ("events", "plays", "mean_watch_ratio", "like_rate", "share_rate")),
         ("user_topic", ("7d", "28d"), ("engagement",)),
     ],

@@ -31,7 +31,11 @@ def test_the_versions_a_training_step_registered():
 
 @pytest.mark.parametrize(
     ("models", "message"),
-    [({}, "no lightgbm model"), ({"lightgbm": {"version": None}}, "no registered version"), (None, "no lightgbm model")],
+    [
+        ({}, "no lightgbm model"),
+        ({"lightgbm": {"version": None}}, "no registered version"),
+        (None, "no lightgbm model"),
+    ],
 )
 def test_a_training_step_without_its_version_fails_the_promote_step(models, message):
     with pytest.raises(ReelhouseError, match=message):

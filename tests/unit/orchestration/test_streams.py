@@ -104,9 +104,7 @@ def test_an_unreadable_pid_file_means_not_running(config):
     assert supervise_stream(config, "stream_features", "c.yaml", "local[2]", command=SLEEPER).action == "started"
 
 
-def test_the_stream_command_is_spark_submit_of_its_job_with_the_jars_and_the_config_spark_settings(
-    config, monkeypatch
-):
+def test_the_stream_command_is_spark_submit_of_its_job_with_the_jars_and_the_config_spark_settings(config, monkeypatch):
     # Stand-in jars, so the test does not depend on `make install` having resolved the real ones.
     jars = [config.data_dir / "spark-sql-kafka.jar", config.data_dir / "delta-spark.jar"]
     monkeypatch.setattr(jvm, "spark_jars", lambda: jars)

@@ -38,8 +38,14 @@ def test_a_one_topic_user_gets_that_topics_most_popular_unseen_videos():
 
 def test_topics_mix_in_proportion_to_the_users_engagement():
     # "mix" puts 3/4 of their engagement in A, 1/4 in B. Popularity: a1 4, a2 4, b1 9, b2 8.
-    rows = [("mix", "a1", 3.0), ("mix", "b1", 1.0),
-            ("o", "a1", 1.0), ("o", "a2", 4.0), ("o", "b1", 8.0), ("o", "b2", 8.0)]
+    rows = [
+        ("mix", "a1", 3.0),
+        ("mix", "b1", 1.0),
+        ("o", "a1", 1.0),
+        ("o", "a2", 4.0),
+        ("o", "b1", 8.0),
+        ("o", "b2", 8.0),
+    ]
     data = interactions_from_frame(pd.DataFrame(rows, columns=["user", "video", "w"]), "user", "video", "w")
     data = with_item_attributes(data, pa.table({"video_id": ["a1", "a2", "b1", "b2"], "topic": ["A", "A", "B", "B"]}))
     source = TopicAffinitySource(half_life_h=24).fit(data)

@@ -21,12 +21,14 @@ AS_OF = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
 
 
 def test_codes_follow_sorted_ids_and_repeated_pairs_merge():
-    log = pd.DataFrame({
-        "user": ["u2", "u1", "u1", "u3"],
-        "video": ["b", "a", "a", "c"],
-        "w": [1.0, 0.5, 2.0, 0.0],  # u1-a twice (summed); u3-c weighs nothing (dropped)
-        "t": [10.0, 5.0, 7.0, 99.0],
-    })
+    log = pd.DataFrame(
+        {
+            "user": ["u2", "u1", "u1", "u3"],
+            "video": ["b", "a", "a", "c"],
+            "w": [1.0, 0.5, 2.0, 0.0],  # u1-a twice (summed); u3-c weighs nothing (dropped)
+            "t": [10.0, 5.0, 7.0, 99.0],
+        }
+    )
     got = interactions_from_frame(log, "user", "video", "w", "t")
     assert list(got.user_ids) == ["u1", "u2"] and list(got.item_ids) == ["a", "b"]
     assert dict(zip(zip(got.user, got.item), got.weight)) == {(0, 0): 2.5, (1, 1): 1.0}
@@ -55,11 +57,13 @@ def test_a_missing_column_is_named():
 
 def test_attributes_and_vectors_attach_by_item_and_flag_missing_ones():
     got = interactions_from_frame(pd.DataFrame({"u": ["x", "x", "y"], "i": ["a", "b", "c"]}), "u", "i")
-    items = pa.table({
-        "video_id": ["c", "a", "zz"],
-        "topic": ["food", "pets", "cars"],
-        "upload_time": pa.array([AS_OF, AS_OF - dt.timedelta(hours=1), AS_OF], pa.timestamp("us", tz="UTC")),
-    })
+    items = pa.table(
+        {
+            "video_id": ["c", "a", "zz"],
+            "topic": ["food", "pets", "cars"],
+            "upload_time": pa.array([AS_OF, AS_OF - dt.timedelta(hours=1), AS_OF], pa.timestamp("us", tz="UTC")),
+        }
+    )
     got = with_item_attributes(got, items)
     assert got.item_attributes["topic"].tolist() == ["pets", None, "food"]  # b is not in the table
     upload = got.item_attributes["upload_time_s"]
@@ -78,11 +82,13 @@ def test_vectors_of_different_lengths_are_refused():
 
 
 def test_new_videos_are_those_uploaded_in_the_hours_before_as_of():
-    items = pa.table({
-        "video_id": ["fresh", "old", "future", "unknown"],
-        "upload_time": pa.array(
-            [AS_OF - dt.timedelta(hours=2), AS_OF - dt.timedelta(hours=50), AS_OF + dt.timedelta(hours=1), None],
-            pa.timestamp("us", tz="UTC"),
-        ),
-    })
+    items = pa.table(
+        {
+            "video_id": ["fresh", "old", "future", "unknown"],
+            "upload_time": pa.array(
+                [AS_OF - dt.timedelta(hours=2), AS_OF - dt.timedelta(hours=50), AS_OF + dt.timedelta(hours=1), None],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
     assert new_videos(items, AS_OF, hours=48) == ["fresh"]

@@ -15,12 +15,14 @@ HOUR = 3600.0
 def interactions():
     # "old": weight 8, last engaged 72 h ago; "new": weight 2 right now; "mid": weight 1, 24 h ago.
     # With a 24 h half-life: old = 8 / 2**3 = 1, new = 2, mid = 0.5.
-    log = pd.DataFrame({
-        "user": ["u1", "u2", "u3", "u4"],
-        "video": ["old", "new", "mid", "new"],
-        "w": [8.0, 1.0, 1.0, 1.0],
-        "t": [NOW - 72 * HOUR, NOW, NOW - 24 * HOUR, NOW],
-    })
+    log = pd.DataFrame(
+        {
+            "user": ["u1", "u2", "u3", "u4"],
+            "video": ["old", "new", "mid", "new"],
+            "w": [8.0, 1.0, 1.0, 1.0],
+            "t": [NOW - 72 * HOUR, NOW, NOW - 24 * HOUR, NOW],
+        }
+    )
     return interactions_from_frame(log, "user", "video", "w", "t")
 
 

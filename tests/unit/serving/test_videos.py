@@ -50,7 +50,9 @@ def test_a_refresh_takes_newer_versions_and_new_videos_only(store):
     store.write(VIEW, [row("v1", 1.0)])
     table = VideoFeatureTable()
     table.refresh(store, now=NOW)
-    store.write(VIEW, [row("v1", 5.0, hour=12, seq=7), row("v3", 3.0)])  # a speed-layer value of a later hour, a new video
+    store.write(
+        VIEW, [row("v1", 5.0, hour=12, seq=7), row("v3", 3.0)]
+    )  # a speed-layer value of a later hour, a new video
     assert table.refresh(store, now=NOW) == 2
     assert table.lookup(["v1"], NOW_MS)[0, 0] == 5.0
     assert table.lookup(["v3"], NOW_MS)[0, 0] == 3.0

@@ -27,7 +27,14 @@ def test_same_seed_same_catalogue_and_uploads() -> None:
 def test_tables_have_the_documented_columns_and_valid_ids(catalogue: Catalogue) -> None:
     tables = catalogue.tables(START_MS)
     assert tables["users"].column_names == ["user_id", "country", "os", "app_version", "age_group", "signup_time"]
-    assert tables["videos"].column_names[:6] == ["video_id", "creator_id", "topic", "duration_ms", "upload_time", "quality"]
+    assert tables["videos"].column_names[:6] == [
+        "video_id",
+        "creator_id",
+        "topic",
+        "duration_ms",
+        "upload_time",
+        "quality",
+    ]
     assert tables["users"].num_rows == tables["user_tastes"].num_rows == 2_000
     assert tables["videos"].num_rows == tables["video_topics"].num_rows == 5_000
     for table, column in (("users", "user_id"), ("videos", "video_id"), ("videos", "creator_id")):

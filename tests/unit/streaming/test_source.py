@@ -10,8 +10,11 @@ from reelhouse.streaming.source import data_loss_error, is_data_loss, kafka_opti
 def _config(**ingest: object) -> ReelhouseConfig:
     return ReelhouseConfig.model_validate(
         {
-            "kafka": {"bootstrap_servers": "broker-1:9092,broker-2:9092", "events_topic": {"name": "events"},
-                      "client": {"security.protocol": "SASL_SSL"}},
+            "kafka": {
+                "bootstrap_servers": "broker-1:9092,broker-2:9092",
+                "events_topic": {"name": "events"},
+                "client": {"security.protocol": "SASL_SSL"},
+            },
             "ingest": ingest,
         }
     )

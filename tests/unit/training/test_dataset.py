@@ -18,9 +18,13 @@ def test_each_hour_gets_the_latest_feature_time_at_or_before_it():
     # Feature times at 02:00 and 05:00; impressions from 00:30 to 06:59.
     buckets = as_of_buckets([T0 + 5 * H, T0 + 2 * H], T0 + H // 2, T0 + 7 * H - 1)
     assert buckets == [
-        (T0, None), (T0 + H, None),  # before any feature time: nothing known
-        (T0 + 2 * H, T0 + 2 * H), (T0 + 3 * H, T0 + 2 * H), (T0 + 4 * H, T0 + 2 * H),
-        (T0 + 5 * H, T0 + 5 * H), (T0 + 6 * H, T0 + 5 * H),
+        (T0, None),
+        (T0 + H, None),  # before any feature time: nothing known
+        (T0 + 2 * H, T0 + 2 * H),
+        (T0 + 3 * H, T0 + 2 * H),
+        (T0 + 4 * H, T0 + 2 * H),
+        (T0 + 5 * H, T0 + 5 * H),
+        (T0 + 6 * H, T0 + 5 * H),
     ]
 
 
