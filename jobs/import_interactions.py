@@ -11,7 +11,8 @@ are written by delta-spark.
 import sys
 
 from reelhouse.config import ReelhouseConfig
-from reelhouse.evaluation.imports import ImportReport, LogColumns, SplitPolicy, import_interactions
+from reelhouse.evaluation.lake_import import import_interactions
+from reelhouse.evaluation.logfile import ImportReport, LogColumns, SplitPolicy
 from reelhouse.jobs import job_parser, run_spark_job
 
 

@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from reelhouse.config import RecallConfig, ReelhouseConfig
-from reelhouse.evaluation.imports import SplitPolicy, held_out_positives, with_extra_ids
+from reelhouse.evaluation.data import held_out_positives, with_extra_ids
+from reelhouse.evaluation.logfile import SplitPolicy
 from reelhouse.evaluation.protocol import EvaluationData, EvaluationError
 from reelhouse.lake import Lake
 from reelhouse.recall.interactions import (

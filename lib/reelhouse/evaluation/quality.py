@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reelhouse.config import ReelhouseConfig
-from reelhouse.evaluation.imports import LogColumns, SplitPolicy
+from reelhouse.evaluation.logfile import LogColumns, SplitPolicy
 from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
 
 if TYPE_CHECKING:

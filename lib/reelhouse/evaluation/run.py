@@ -18,14 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reelhouse.config import ReelhouseConfig
-from reelhouse.evaluation.imports import (
-    LogColumns,
-    SplitPolicy,
-    evaluation_data,
-    read_interaction_log,
-    read_item_features,
-    write_quarantine,
-)
+from reelhouse.evaluation.data import evaluation_data
+from reelhouse.evaluation.item_features import read_item_features
+from reelhouse.evaluation.logfile import LogColumns, SplitPolicy, read_interaction_log, write_quarantine
 from reelhouse.evaluation.protocol import EvaluationData, EvaluationError, EvaluationResult, evaluate_data
 from reelhouse.evaluation.report import markdown_report, write_report
 

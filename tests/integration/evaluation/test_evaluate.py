@@ -14,8 +14,9 @@ import pytest
 
 from reelhouse.cli import main
 from reelhouse.config import load_config
-from reelhouse.evaluation.imports import LogColumns, import_interactions
+from reelhouse.evaluation.lake_import import import_interactions
 from reelhouse.evaluation.lakehouse import evaluation_data_from_events
+from reelhouse.evaluation.logfile import LogColumns
 from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
 from reelhouse.lake import Lake
 from reelhouse.recall.metrics import metric_names

@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from reelhouse.evaluation.imports import LogColumns, evaluation_data, read_interaction_log, read_item_features
+from reelhouse.evaluation.data import evaluation_data
+from reelhouse.evaluation.item_features import read_item_features
+from reelhouse.evaluation.logfile import LogColumns, read_interaction_log
 from reelhouse.evaluation.pipeline import PipelineOptions, RecallRankPipeline
 from reelhouse.evaluation.protocol import evaluate, evaluate_data, random_recommendations
 from reelhouse.evaluation.report import markdown_report, write_report

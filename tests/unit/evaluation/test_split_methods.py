@@ -7,11 +7,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from reelhouse.evaluation.imports import (
+from reelhouse.evaluation.data import evaluation_data
+from reelhouse.evaluation.logfile import (
     InteractionLogError,
     LogColumns,
     SplitPolicy,
-    evaluation_data,
     parse_interaction_log,
     read_interaction_log,
 )

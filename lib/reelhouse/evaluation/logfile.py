@@ -1,4 +1,4 @@
-"""Interaction logs from files (CSV or Parquet): parse, quarantine, split, and turn into evaluation data.
+"""Interaction log files (CSV or Parquet): read, parse, quarantine and split.
 
 A log has a user column, an item column and optionally a time, a rating (or watch ratio) and a
 split column; their names are options. Every row either becomes a clean row or lands in the
@@ -24,14 +24,9 @@ a time column it is a seeded random split of the rows with the same fractions. `
 user`` stratifies by user instead (each user's rows split in the same proportions, the protocol
 of Microsoft Recommenders' MovieLens benchmark), with or without a time column.
 
-The evaluation data record whether the split is *temporal* (every held-out row at or after
-every training row): the tuner and the pipeline's ranker then hold out the latest pairs, and
-otherwise a per-user random share, so what they learn on is drawn the way the test is.
-
-For evaluation, a row is a positive when its rating is above 0 (or at least ``min_rating``);
-without a rating column every row is. Training pairs weigh the summed ratings (1 per row
-without ratings). Held-out pairs the user already had in ``train`` are not held-out positives:
-seen items are never recommended, so they could not be found.
+Evaluation data are built from the clean rows by :mod:`reelhouse.evaluation.data`; item
+attributes come from :mod:`reelhouse.evaluation.item_features`; ``jobs/import_interactions.py``
+writes both to the lake (:mod:`reelhouse.evaluation.lake_import`).
 """
 
 from __future__ import annotations
@@ -40,23 +35,14 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
-from reelhouse.config import ReelhouseConfig
-from reelhouse.evaluation.protocol import EvaluationData, EvaluationError
-from reelhouse.lake import Lake, TableSpec
-from reelhouse.recall.base import Interactions
-from reelhouse.recall.interactions import interactions_from_frame, with_item_vectors
-from reelhouse.recall.metrics import positives_matrix
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+from reelhouse.evaluation.protocol import EvaluationError
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +163,7 @@ class InteractionLog:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def _is_parquet(path: Path) -> bool:
+def is_parquet(path: Path) -> bool:
     return path.is_dir() or path.suffix.lower() in {".parquet", ".pq"}
 
 
@@ -227,13 +213,13 @@ def _read_parquet(path: Path, columns: list[str]) -> pa.Table:
 def _read_rows(path: Path, columns: list[str]) -> tuple[pa.Table, list[str]]:
     if not path.exists():
         raise InteractionLogError(f"interaction log {path} does not exist")
-    if _is_parquet(path):
+    if is_parquet(path):
         return _read_parquet(path, columns), []
     return _read_csv(path, columns)
 
 
 # ------------------------------------------------------------------------------------------ parsing
-def _text(column: pa.ChunkedArray) -> pd.Series:
+def text_column(column: pa.ChunkedArray) -> pd.Series:
     """The column as stripped strings (None for null or blank)."""
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         column = column.cast(pa.string())
@@ -265,7 +251,7 @@ def epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         values = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
         return values * _epoch_scale(values)
-    text = _text(column)
+    text = text_column(column)
     numbers = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
     seconds = numbers * _epoch_scale(numbers)
     rest = np.isnan(numbers) & text.notna().to_numpy()
@@ -285,7 +271,7 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         values = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     else:
-        values = pd.to_numeric(_text(column), errors="coerce").to_numpy(np.float64)
+        values = pd.to_numeric(text_column(column), errors="coerce").to_numpy(np.float64)
     values = values.astype(np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan
     return values
@@ -342,8 +328,8 @@ def parse_interaction_log(
     def flag(bad: np.ndarray, why: str) -> None:
         reason[bad & pd.isna(reason)] = why
 
-    users = _text(raw.column(columns.user))
-    items = _text(raw.column(columns.item))
+    users = text_column(raw.column(columns.user))
+    items = text_column(raw.column(columns.item))
     flag(users.isna().to_numpy(), REASON_USER)
     flag(items.isna().to_numpy(), REASON_ITEM)
     time_s = None
@@ -356,7 +342,7 @@ def parse_interaction_log(
         flag(np.isnan(rating), REASON_RATING)
     given_split = None
     if columns.split is not None:
-        given_split = _text(raw.column(columns.split)).str.lower()
+        given_split = text_column(raw.column(columns.split)).str.lower()
         flag(~given_split.isin(SPLITS).to_numpy(), REASON_SPLIT)
 
     good = pd.isna(reason)
@@ -470,231 +456,3 @@ def write_quarantine(quarantine: pa.Table, path: str, storage_options: dict[str,
         fs.create_dir(parent, recursive=True)
     pq.write_table(quarantine, inner, filesystem=fs, compression="zstd")
     return path
-
-
-# ------------------------------------------------------------------------------------ item features
-def read_item_features(path: str | Path, item_col: str, vector_col: str | None = None) -> pa.Table:
-    """An item-features file (CSV or Parquet): ``item_id`` (string) first, then its other columns.
-
-    Rows without an item id, and repeats of an item after its first row, are dropped with a
-    warning that counts them (attributes are per item, so there is nothing to keep of them).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InteractionLogError(f"item features {path} do not exist")
-    if _is_parquet(path):
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-    else:
-        import pyarrow.csv as csv
-
-        table = csv.read_csv(path)
-    for column in (item_col, vector_col):
-        if column is not None and column not in table.column_names:
-            raise InteractionLogError(f"{path}: column {column!r} not found (columns: {table.column_names})")
-    if vector_col is not None and not (
-        pa.types.is_list(table.schema.field(vector_col).type)
-        or pa.types.is_fixed_size_list(table.schema.field(vector_col).type)
-    ):
-        raise InteractionLogError(f"{path}: {vector_col!r} must be a list of floats (a Parquet list column)")
-    ids = _text(table.column(item_col))
-    keep = ids.notna().to_numpy() & ~ids.duplicated().to_numpy()
-    dropped = int((~keep).sum())
-    if dropped:
-        log.warning("%s: %d rows without an item id or repeating an item were dropped", path, dropped)
-    rest = table.drop_columns([item_col]).filter(pa.array(keep))
-    return pa.table(
-        {
-            "item_id": pa.array(ids.to_numpy(dtype=object)[keep], pa.string()),
-            **{name: rest.column(name) for name in rest.column_names},
-        }
-    )
-
-
-def with_item_features(interactions: Interactions, features: pa.Table, vector_col: str | None = None) -> Interactions:
-    """Attach each feature column as an item attribute by item code (and ``vector_col`` as vectors).
-
-    Numbers and booleans become float arrays (NaN when unknown), timestamps ``<name>_s`` epoch
-    seconds, anything else object arrays (None when unknown).
-    """
-    position = {item: row for row, item in enumerate(features.column("item_id").to_pylist())}
-    rows = np.array([position.get(item, -1) for item in interactions.item_ids], dtype=np.int64)
-    known = rows >= 0
-    attributes = dict(interactions.item_attributes)
-    for name in features.column_names:
-        if name in ("item_id", vector_col):
-            continue
-        column = features.column(name)
-        kind = column.type
-        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-            name, values, fill = f"{name}_s", epoch_seconds(column), np.nan
-        elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-            values, fill = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False), np.nan
-        else:
-            values, fill = np.asarray(column.cast(pa.string()).to_pylist(), dtype=object), None
-        out = np.full(interactions.n_items, fill, dtype=values.dtype)
-        out[known] = values[rows[known]]
-        attributes[name] = out
-    interactions.item_attributes = attributes
-    if vector_col is not None:
-        interactions = with_item_vectors(interactions, features, "item_id", vector_col)
-    return interactions
-
-
-# --------------------------------------------------------------------------------- evaluation data
-def with_extra_ids(interactions: Interactions, users: np.ndarray, items: np.ndarray) -> Interactions:
-    """The same pairs in a code space that also holds ``users`` and ``items`` (new ids appended, sorted).
-
-    Attributes of the new items are unknown (None / NaN), their vectors missing.
-    """
-    new_users = np.setdiff1d(np.asarray(users, dtype=object).astype(str), interactions.user_ids.astype(str))
-    new_items = np.setdiff1d(np.asarray(items, dtype=object).astype(str), interactions.item_ids.astype(str))
-    attributes = {}
-    for name, values in interactions.item_attributes.items():
-        fill = np.nan if np.issubdtype(values.dtype, np.floating) else None
-        pad = np.full(len(new_items), fill, dtype=values.dtype if fill is not None else object)
-        attributes[name] = np.concatenate([values, pad])
-    vectors, has_vector = interactions.item_vectors, interactions.has_vector
-    if vectors is not None:
-        vectors = np.vstack([vectors, np.zeros((len(new_items), vectors.shape[1]), dtype=vectors.dtype)])
-        has_vector = np.concatenate([has_vector, np.zeros(len(new_items), dtype=bool)])
-    return Interactions(
-        user_ids=np.concatenate([interactions.user_ids, new_users.astype(object)]),
-        item_ids=np.concatenate([interactions.item_ids, new_items.astype(object)]),
-        user=interactions.user,
-        item=interactions.item,
-        weight=interactions.weight,
-        time_s=interactions.time_s,
-        item_attributes=attributes,
-        item_vectors=vectors,
-        has_vector=has_vector,
-    )
-
-
-def _codes(ids: np.ndarray, values: pd.Series | np.ndarray) -> np.ndarray:
-    index = pd.Index(ids.astype(str))
-    return index.get_indexer(np.asarray(values, dtype=object).astype(str)).astype(np.int64)
-
-
-def held_out_positives(
-    train: Interactions, users: pd.Series | np.ndarray, items: pd.Series | np.ndarray, seen: sp.csr_matrix
-) -> sp.csr_matrix:
-    """Binary users x items of held-out (user id, item id) pairs, minus the pairs ``seen`` in training.
-
-    Every id must be in ``train``'s code space (see :func:`with_extra_ids`).
-    """
-    user, item = _codes(train.user_ids, users), _codes(train.item_ids, items)
-    if (user < 0).any() or (item < 0).any():
-        raise ValueError("held-out ids outside the training code space; extend it with with_extra_ids first")
-    matrix = positives_matrix(user, item, train.n_users, train.n_items)
-    matrix = (matrix - matrix.multiply(seen)).tocsr()
-    matrix.eliminate_zeros()
-    return matrix
-
-
-def evaluation_data(
-    rows: pa.Table,
-    item_features: pa.Table | None = None,
-    vector_col: str | None = None,
-    min_rating: float | None = None,
-) -> EvaluationData:
-    """Train interactions, seen mask and held-out positives of clean rows (see the module docstring).
-
-    The code space holds every user and item of the log (and of ``item_features``), so held-out
-    users without training history and items nobody trained on are still evaluated.
-    """
-    df = rows.select(["user_id", "item_id", "rating", "split"]).to_pandas()
-    times = rows.column("event_time")
-    has_time = times.null_count < rows.num_rows
-    df["time_s"] = epoch_seconds(times) if has_time else 0.0
-    has_rating = rows.column("rating").null_count < rows.num_rows
-    df["weight"] = df["rating"].astype(np.float64) if has_rating else 1.0
-    positive = (df["weight"] >= min_rating) if min_rating is not None else (df["weight"] > 0)
-
-    train_rows = df[df["split"] == "train"]
-    train = interactions_from_frame(train_rows[positive[train_rows.index]], "user_id", "item_id", "weight", "time_s")
-    all_items = df["item_id"].unique()
-    if item_features is not None:
-        all_items = np.union1d(
-            all_items.astype(str), item_features.column("item_id").to_numpy(zero_copy_only=False).astype(str)
-        )
-    train = with_extra_ids(train, df["user_id"].unique(), all_items)
-    if item_features is not None:
-        train = with_item_features(train, item_features, vector_col)
-
-    seen = positives_matrix(
-        _codes(train.user_ids, train_rows["user_id"]),
-        _codes(train.item_ids, train_rows["item_id"]),
-        train.n_users,
-        train.n_items,
-    )
-
-    def held_out(split: str) -> sp.csr_matrix | None:
-        part = df[(df["split"] == split) & positive]
-        return held_out_positives(train, part["user_id"], part["item_id"], seen) if len(part) else None
-
-    test = held_out("test")
-    if test is None or test.nnz == 0:
-        raise InteractionLogError(
-            "no held-out positives: the log has no `test` rows that are positives and new to their user; "
-            "check the split column or the rating threshold"
-        )
-    held_times = df.loc[df["split"] != "train", "time_s"]
-    latest_train = float(train_rows["time_s"].max()) if len(train_rows) else -np.inf
-    temporal = bool(has_time) and len(held_times) > 0 and float(held_times.min()) >= latest_train
-    return EvaluationData(
-        train=train, test=test, valid=held_out("valid"), seen=seen, has_time=bool(has_time), temporal=temporal
-    )
-
-
-# ---------------------------------------------------------------------------------- lake import
-IMPORTED_INTERACTIONS = "imported_interactions"
-IMPORTED_ITEM_FEATURES = "imported_item_features"
-
-
-def imported_interactions_spec() -> TableSpec:
-    return TableSpec(
-        IMPORTED_INTERACTIONS,
-        CLEAN_SCHEMA,
-        ("split",),
-        "An imported interaction log, validated and split (replaced by every import).",
-    )
-
-
-def _replace_table(spark: SparkSession, lake: Lake, spec: TableSpec, rows: pa.Table) -> int | None:
-    metadata = {"reelhouse.rows": rows.num_rows}
-    return lake.write_arrow(spark, rows, spec, mode="overwrite", metadata=metadata).version
-
-
-def import_interactions(
-    spark: SparkSession,
-    config: ReelhouseConfig,
-    path: str | Path,
-    columns: LogColumns,
-    policy: SplitPolicy = SplitPolicy(),
-    item_features: str | Path | None = None,
-    item_features_col: str | None = None,
-) -> ImportReport:
-    """Validate and split a log, replace ``imported_interactions`` (and ``imported_item_features``).
-
-    The quarantined rows go to ``imported_interactions_quarantine.parquet`` beside the table
-    (written on every import, empty when nothing was malformed, so it always matches the table).
-    Rerunning on the same file leaves the same tables.
-    """
-    log_ = read_interaction_log(path, columns, policy)
-    lake = Lake(config.lake)
-    version = _replace_table(spark, lake, imported_interactions_spec(), log_.rows)
-    report = log_.report
-    report.output = f"{lake.uri(IMPORTED_INTERACTIONS)} (version {version})"
-    report.quarantine = write_quarantine(
-        log_.quarantine, lake.uri(f"{IMPORTED_INTERACTIONS}_quarantine.parquet"), dict(config.lake.storage_options)
-    )
-    if item_features is not None:
-        features = read_item_features(item_features, item_features_col or columns.item)
-        spec = TableSpec(
-            IMPORTED_ITEM_FEATURES, features.schema, (), "Item attributes (and vectors) of an imported log."
-        )
-        _replace_table(spark, lake, spec, features)
-        report.item_features = features.num_rows
-    return report

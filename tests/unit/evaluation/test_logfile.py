@@ -4,14 +4,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reelhouse.evaluation.imports import (
+from reelhouse.evaluation.data import evaluation_data
+from reelhouse.evaluation.item_features import read_item_features
+from reelhouse.evaluation.logfile import (
     InteractionLogError,
     LogColumns,
     SplitPolicy,
     epoch_seconds,
-    evaluation_data,
     read_interaction_log,
-    read_item_features,
     write_quarantine,
 )
 
