@@ -23,8 +23,14 @@ from reelhouse.errors import ReelhouseError
 log = logging.getLogger(__name__)
 
 _SQLITE_PREFIX = "sqlite:///"
-# Config keys whose values are credentials (kafka.client sasl.*, lake.storage_options ...).
-_SECRET_KEY = re.compile(r"password|secret|token|credential|access_key|private_key", re.IGNORECASE)
+# Config keys whose values are credentials (kafka.client sasl.*, lake.storage_options, spark.conf's
+# fs.s3a.access.key / fs.azure.account.key.<account>, object_store's *_account_key / master_key ...).
+_SECRET_KEY = re.compile(
+    r"password|secret|token|credential|access[._]key|private[._]key|account[._]key|master[._]key|sas[._]key",
+    re.IGNORECASE,
+)
+# Query parameters of a URL that carry credentials (redis-py reads ?password=).
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|secret|token|access_key|key)=)[^&#]*")
 REDACTED = "***"
 
 
@@ -111,16 +117,26 @@ def _redact(value: Any, key: str = "") -> Any:
 
 
 def _without_url_password(text: str) -> str:
-    if "://" not in text or "@" not in text:
+    """``text`` with a URL's password (in the authority or the query) replaced by ``***``.
+
+    Only the password is touched: the authority is edited as text, so host case, IPv6 brackets
+    and the port stay exactly as written (and a malformed port cannot make the dump fail).
+    """
+    if "://" not in text:
         return text
     try:
         parts = urlsplit(text)
     except ValueError:
         return text
-    if parts.password is None:
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
+    query = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, "?" + parts.query)[1:] if parts.query else parts.query
+    if netloc == parts.netloc and query == parts.query:
         return text
-    netloc = f"{parts.username or ''}:{REDACTED}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def config_dump(config: ReelhouseConfig) -> dict[str, Any]:
