@@ -39,6 +39,7 @@ from reelhouse.events.contract import EVENT_TYPES
 from reelhouse.features.registry import WINDOWS
 from reelhouse.jobs import configure_logging
 from reelhouse.lake import Lake
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.simulator.catalogue import (
     AGE_GROUP_WEIGHTS,
@@ -164,7 +165,7 @@ def silver_chunk(
     request = _prefixed("r", (first_id + np.arange(count)) // 10)
     hour_base = start_ms // HOUR_MS
     hours = np.arange(hour_base, (end_ms - 1) // HOUR_MS + 1)
-    hour_text = pa.array([dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H") for h in hours])
+    hour_text = pa.array([hour_partition(dt.datetime.fromtimestamp(h * 3600, dt.UTC)) for h in hours])
     user_id = pop.user_ids.take(user)
     video_id = pc.if_else(known_video, pop.video_ids.take(video), _prefixed("x", video))
     network = rng.choice(len(NETWORKS), size=count, p=_weights(NETWORK_WEIGHTS))

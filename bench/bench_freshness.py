@@ -33,6 +33,7 @@ import yaml
 
 from reelhouse.config import TopicConfig, load_config
 from reelhouse.events.contract import make_event
+from reelhouse.features.views import features_view
 from reelhouse.jobs import configure_logging
 from reelhouse.kafka import ensure_topic, producer
 from reelhouse.kafka.clients import delete_topic
@@ -41,7 +42,6 @@ from reelhouse.online import open_online_store
 from reelhouse.silver.build import refresh_dimensions
 from reelhouse.simulator import run_simulation, simulation_options_from_args
 from reelhouse.simulator.options import add_simulation_arguments
-from reelhouse.speed.online import features_view
 from reelhouse.stack import LocalStack
 
 log = logging.getLogger("bench.freshness")

@@ -24,10 +24,10 @@ from reelhouse.jvm import pom_properties
 from reelhouse.kafka import ensure_topic
 from reelhouse.kafka.clients import client_options, consumer, delete_topic
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.simulator import run_simulation, simulation_options_from_args
 from reelhouse.simulator.options import add_simulation_arguments
 from reelhouse.stack import LocalStack
+from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 log = logging.getLogger("bench.ingest")
 

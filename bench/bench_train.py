@@ -46,6 +46,7 @@ from reelhouse.features.gold import feature_table  # noqa: E402
 from reelhouse.features.registry import ENTITY_KEYS  # noqa: E402
 from reelhouse.jobs import configure_logging  # noqa: E402
 from reelhouse.lake import Lake  # noqa: E402
+from reelhouse.lake.partitions import hour_partition  # noqa: E402
 from reelhouse.silver.tables import SILVER_EVENTS  # noqa: E402
 from reelhouse.simulator.catalogue import (  # noqa: E402
     AGE_GROUP_WEIGHTS,
@@ -149,7 +150,7 @@ def events_chunk(
     with_watch = (kind == 1) | (kind == 6)
     hour_base = int(event_ms.min()) // HOUR_MS
     hours = np.arange(hour_base, int(event_ms.max()) // HOUR_MS + 1)
-    hour_text = pa.array([dt.datetime.fromtimestamp(h * 3600, dt.UTC).strftime("%Y-%m-%dT%H") for h in hours])
+    hour_text = pa.array([hour_partition(dt.datetime.fromtimestamp(h * 3600, dt.UTC)) for h in hours])
     user_id = _prefixed("u", u)
     session_start = (event_ms // (30 * 60_000)) * (30 * 60_000)
     names = np.asarray(("impression", "play", "like", "share", "comment", "follow", "skip"), dtype=object)
@@ -194,7 +195,7 @@ def gold_tables(
 ) -> dict[str, pa.Table]:
     """Every entity's feature rows as of ``feature_ms``, consistent with the latent model."""
     n_users, n_videos = len(world.bias), len(world.quality)
-    hour = dt.datetime.fromtimestamp(feature_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H")
+    hour = hour_partition(dt.datetime.fromtimestamp(feature_ms / 1000, dt.UTC))
     tables: dict[str, pa.Table] = {}
     for entity in ENTITY_KEYS:
         spec = feature_table(entity)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,11 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     from pyspark.sql import functions as F
 
     from reelhouse.features.gold import build_features
+    from reelhouse.features.views import features_view
     from reelhouse.online import open_online_store
     from reelhouse.online.materialize import materialize_online
     from reelhouse.silver.build import build_silver
     from reelhouse.speed.job import run_speed_layer
-    from reelhouse.speed.online import features_view
 
     lake = Lake(config.lake)
     bronze = lake.read(spark, BRONZE_EVENTS.name)

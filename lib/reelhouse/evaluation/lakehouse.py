@@ -1,8 +1,8 @@
 """Evaluation data from the lake: silver events split by time.
 
 Positives are engaged (user, video) pairs exactly as recall learns them
-(:func:`reelhouse.recall.interactions.engagement_pairs`: plays by watch ratio, likes, shares,
-comments). The split is by event time, up to the latest engaging event:
+(:func:`reelhouse.recall.interactions.engagement_pairs`: plays by watch ratio, likes and
+shares). The split is by event time, up to the latest engaging event:
 
 - at least three days of events: the last day is ``test``, the day before it ``valid``, and the
   ``recall.lookback_days`` before that train the models;
@@ -130,7 +130,7 @@ def evaluation_data_from_events(
     )
     if bounds["first"] is None:
         raise EvaluationError(
-            "the events hold no engagement (plays, likes, shares, comments); simulate traffic and build silver first"
+            "the events hold no engagement (plays, likes, shares); simulate traffic and build silver first"
         )
     first, last = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (bounds["first"], bounds["last"]))
     end = last + dt.timedelta(microseconds=1)

@@ -52,6 +52,7 @@ from reelhouse.experiments.stats import (
     to_markdown,
 )
 from reelhouse.lake import Lake, TableSpec
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.silver.tables import SILVER_EVENTS
 
 if TYPE_CHECKING:
@@ -271,10 +272,6 @@ def _compact(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _hour(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
-
-
 def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
@@ -350,7 +347,7 @@ def ab_report(
         from pyspark.sql import functions as F
 
         silver = lake.read(spark, SILVER_EVENTS.name, version=silver_version).where(
-            (F.col("event_hour") >= _hour(start)) & (F.col("event_hour") <= _hour(until))
+            (F.col("event_hour") >= hour_partition(start)) & (F.col("event_hour") <= hour_partition(until))
         )
         events = experiment_events(silver, [e.name for e in analysed])
         attributed = attributed_impressions(

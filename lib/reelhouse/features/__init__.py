@@ -3,6 +3,7 @@
 from reelhouse.features.registry import (
     AGES,
     DECAYED,
+    ENTITIES,
     ENTITY_KEYS,
     FEATURES,
     MEASURES,
@@ -20,6 +21,7 @@ from reelhouse.features.registry import (
 __all__ = [
     "AGES",
     "DECAYED",
+    "ENTITIES",
     "ENTITY_KEYS",
     "FEATURES",
     "MEASURES",

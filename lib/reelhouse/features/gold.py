@@ -22,6 +22,7 @@ from reelhouse.errors import ReelhouseError
 from reelhouse.features.batch import feature_event_time, window_features, with_shares
 from reelhouse.features.registry import AGES, DECAYED, ENTITY_KEYS, MEASURES, SHARES, WINDOWS, features_for
 from reelhouse.lake import Lake, TableSpec
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.silver.tables import SILVER_EVENTS
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def build_features(spark: SparkSession, config: ReelhouseConfig, as_of: dt.datet
         .withColumn("event_time", feature_event_time())
         .cache()
     )
-    hour = as_of.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+    hour = hour_partition(as_of)
     result = GoldResult(feature_time=as_of.isoformat(), silver_version=silver_version)
     try:
         frames = {}

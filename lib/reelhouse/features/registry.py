@@ -18,12 +18,17 @@ Time semantics, shared by both layers:
 Besides the windowed sums the registry declares three derived kinds: the decayed trending
 score of a video (hourly tiles weighted by a half-life), a video's age (from ``dim_videos``) and
 a user's affinity to a topic (the user x topic engagement over the user's total engagement).
+
+The registry owns the entities (:data:`ENTITIES`, :data:`ENTITY_KEYS`); which events are
+engagement is engagement.py's, and the online store's view names are views.py's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+
+from reelhouse.features.engagement import ENGAGEMENT_TYPES, WATCH_RATIO_SQL, WATCH_TYPE
 
 WINDOWS: dict[str, int] = {"1h": 3_600, "1d": 86_400, "7d": 7 * 86_400, "28d": 28 * 86_400}
 
@@ -33,6 +38,9 @@ ENTITY_KEYS: dict[str, tuple[str, ...]] = {
     "user": ("user_id",),
     "user_topic": ("user_id", "topic"),
 }
+# Every entity, in the order the layers compute them: a user x topic's affinity divides by its
+# user's engagement, so users come before user x topic.
+ENTITIES: tuple[str, ...] = tuple(ENTITY_KEYS)
 
 KEY_SEPARATOR = "|"  # joins the key columns of a multi-column entity into one online-store key
 TILE_S = 3_600  # the speed layer's tile, and the resolution of feature times
@@ -49,7 +57,9 @@ class Measure:
     description: str = ""
 
 
-_WATCH_RATIO = "LEAST(CAST(watch_ms AS DOUBLE) / video_duration_ms, 1.0)"
+# What each engagement event adds to the ``engagement`` measure. Which events those are is
+# engagement.py's (_check holds these keys to it); a play adds its watch ratio, not the label's 0/1.
+ENGAGEMENT_WEIGHTS: dict[str, str] = {WATCH_TYPE: WATCH_RATIO_SQL, "like": "1.0", "share": "2.0"}
 
 MEASURES: dict[str, Measure] = {
     m.name: m
@@ -65,17 +75,18 @@ MEASURES: dict[str, Measure] = {
             f"CASE WHEN watch_ms >= {COMPLETION_THRESHOLD} * video_duration_ms THEN 1 ELSE 0 END",
             f"plays that watched >= {COMPLETION_THRESHOLD:.0%} of the video",
         ),
-        Measure("watch_ratio", ("play",), _WATCH_RATIO, "watch time / video duration, capped at 1"),
+        Measure("watch_ratio", ("play",), WATCH_RATIO_SQL, "watch time / video duration, capped at 1"),
         Measure("likes", ("like",)),
         Measure("shares", ("share",)),
         Measure("comments", ("comment",)),
         Measure("skips", ("skip",)),
         Measure(
             "engagement",
-            ("play", "like", "share", "comment"),
-            f"CASE event_type WHEN 'play' THEN {_WATCH_RATIO} WHEN 'like' THEN 1.0 "
-            "WHEN 'share' THEN 2.0 WHEN 'comment' THEN 1.0 ELSE 0.0 END",
-            "watch ratio of plays + 1 per like or comment + 2 per share",
+            ENGAGEMENT_TYPES,
+            "CASE event_type "
+            + " ".join(f"WHEN '{kind}' THEN {weight}" for kind, weight in ENGAGEMENT_WEIGHTS.items())
+            + " ELSE 0.0 END",
+            "watch ratio of plays + 1 per like + 2 per share (engagement as engagement.py defines it)",
         ),
     )
 }
@@ -256,11 +267,15 @@ def _check() -> None:
         unknown = [m for m in feature.measures if m not in MEASURES]
         if unknown or feature.window not in WINDOWS or feature.entity not in ENTITY_KEYS:
             raise TypeError(f"feature {feature.name} refers to unknown measures/window/entity: {unknown}")
+    if set(ENGAGEMENT_WEIGHTS) != set(ENGAGEMENT_TYPES):
+        raise TypeError(f"engagement weights {sorted(ENGAGEMENT_WEIGHTS)} != engagement types {ENGAGEMENT_TYPES}")
     windowed = {f.name for f in FEATURES}
     for share in SHARES:
         owner = {f.name: f.entity for f in FEATURES}.get(share.denominator)
         if not {share.numerator, share.denominator} <= windowed or owner != share.denominator_entity:
             raise TypeError(f"share {share.name} divides features that are not declared")
+        if ENTITIES.index(share.denominator_entity) > ENTITIES.index(share.entity):
+            raise TypeError(f"share {share.name}: {share.denominator_entity} must come before {share.entity}")
     for decayed in DECAYED:
         if decayed.measure not in MEASURES or decayed.window not in WINDOWS:
             raise TypeError(f"decayed feature {decayed.name} refers to unknown measure/window")

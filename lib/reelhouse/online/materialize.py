@@ -40,17 +40,17 @@ from pyspark.sql import functions as F
 from reelhouse.config import OnlineStoreConfig, ReelhouseConfig
 from reelhouse.errors import ReelhouseError
 from reelhouse.features.gold import feature_table
-from reelhouse.features.registry import ENTITY_KEYS, entity_key, feature_names
+from reelhouse.features.registry import ENTITIES, ENTITY_KEYS, entity_key, feature_names
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
+from reelhouse.lake.partitions import hour_partition, partition_hour
 from reelhouse.online.store import FeatureRow, FeatureValue, OnlineStore, feature_version, open_online_store
-from reelhouse.speed.online import ENTITIES, features_view
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-HOUR_FORMAT = "%Y-%m-%dT%H"  # gold's ``feature_hour`` partition values
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # One row per writer task: the only data that travels back to the driver.
@@ -108,7 +108,7 @@ def feature_hour(feature_time: dt.datetime) -> str:
         raise ReelhouseError(
             f"feature time {feature_time} must be a timezone-aware whole hour, e.g. 2026-11-22T00:00:00+00:00"
         )
-    return feature_time.astimezone(dt.UTC).strftime(HOUR_FORMAT)
+    return hour_partition(feature_time)
 
 
 def feature_hours(partitions: Iterable[dict[str, str | None]]) -> list[str]:
@@ -222,7 +222,7 @@ def materialize_online(
             F.coalesce(F.sum("chunks"), F.lit(0)).alias("chunks"),
         )
         (total,) = counts.collect()  # one row of sums, whatever the table's size
-        moment = dt.datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=dt.UTC)
+        moment = partition_hour(hour)
         load = ViewLoad(
             table=spec.name,
             delta_version=version,

@@ -24,6 +24,7 @@ import pyarrow as pa
 from reelhouse.config import RecallConfig, ReelhouseConfig
 from reelhouse.errors import ReelhouseError
 from reelhouse.lake import Lake, TableSpec
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.recall.als import AlsSource
 from reelhouse.recall.base import Interactions, RecallSource
 from reelhouse.recall.blend import blend
@@ -124,13 +125,9 @@ def _silver_window(
     # accepts; interactions_from_events then places each event at min(event time, received).
     start = as_of - dt.timedelta(days=config.recall.lookback_days)
     end = as_of + dt.timedelta(seconds=config.ingest.max_clock_skew_s)
-    hour = "%Y-%m-%dT%H"
     return (
         lake.read(spark, SILVER_EVENTS.name, version=version)
-        .where(
-            (F.col("event_hour") >= start.astimezone(dt.UTC).strftime(hour))
-            & (F.col("event_hour") <= end.astimezone(dt.UTC).strftime(hour))
-        )
+        .where((F.col("event_hour") >= hour_partition(start)) & (F.col("event_hour") <= hour_partition(end)))
         .where(
             (F.col("event_time") >= F.lit(start).cast("timestamp"))
             & (F.col("event_time") < F.lit(end).cast("timestamp"))

@@ -2,7 +2,7 @@
 
 A pair's weight is the feature registry's ``engagement`` measure summed over the pair's events
 in ``[as_of - lookback_days, as_of)``: the watch ratio of each play (capped at 1) + 1 per like
-+ 2 per share + 1 per comment. Impressions, skips and follows add nothing, so a pair with only
++ 2 per share. Impressions, comments, skips and follows add nothing, so a pair with only
 those is not a positive and is left out. ``time_s`` is the pair's latest engaging event.
 
 The aggregation runs in Spark; only the aggregated pairs come to the driver (as Arrow). Codes

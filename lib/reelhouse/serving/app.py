@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException
 
 import reelhouse
 from reelhouse.config import ReelhouseConfig
+from reelhouse.features.engagement import is_engagement
 from reelhouse.serving import collector, openapi, security
 from reelhouse.serving.collector import EVENT, limits, parse_events
 from reelhouse.serving.feed import FeedPipeline
@@ -47,7 +48,6 @@ from reelhouse.serving.state import ServingState
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.001
-ENGAGED_TYPES = frozenset({"like", "share", "comment"})  # plus plays watched past training.positive_watch_ratio
 
 
 class JsonResponse(JSONResponse):
@@ -81,16 +81,6 @@ def _overloaded(
         status_code=503,
         headers={"Retry-After": str(state.config.serving.retry_after_s)},
     )
-
-
-def engaged(event: dict[str, Any], positive_watch_ratio: float) -> bool:
-    """Whether an event is engagement that seeds realtime recall (as the training label counts it)."""
-    kind = event["event_type"]
-    if kind in ENGAGED_TYPES:
-        return True
-    if kind == "play":
-        return event["watch_ms"] >= positive_watch_ratio * event["video_duration_ms"]
-    return False
 
 
 def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> FastAPI:
@@ -187,13 +177,14 @@ def create_app(config: ReelhouseConfig, state: ServingState | None = None) -> Fa
             state.metrics.in_flight.dec()
 
     def record_engagement(batch: list[dict[str, Any]], now_ms: int) -> None:
-        """Every event's video is seen by its user; engagement also seeds realtime recall."""
+        """Every event's video is seen by its user; engagement (the training label's definition,
+        features/engagement.py) also seeds realtime recall."""
         by_user: dict[str, tuple[list[str], list[str]]] = {}
         ratio = config.training.positive_watch_ratio
         for event in batch:
             seen, liked = by_user.setdefault(event["user_id"], ([], []))
             seen.append(event["video_id"])
-            if engaged(event, ratio):
+            if is_engagement(event, ratio):
                 liked.append(event["video_id"])
         for user, (seen, liked) in by_user.items():
             state.writer.record(user, seen, liked, now_ms)

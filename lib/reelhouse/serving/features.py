@@ -37,12 +37,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from reelhouse.features.registry import KEY_SEPARATOR, feature_names
+from reelhouse.features.registry import ENTITIES, KEY_SEPARATOR, feature_names
+from reelhouse.features.views import features_view
 from reelhouse.online.store import FeatureValue
-from reelhouse.speed.online import features_view
 from reelhouse.training.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
-ENTITIES = ("video", "user", "user_topic")
 VIEWS = {entity: features_view(entity) for entity in ENTITIES}
 NAMES = {entity: feature_names(entity) for entity in ENTITIES}
 _GETTERS = {entity: itemgetter(*names) for entity, names in NAMES.items()}

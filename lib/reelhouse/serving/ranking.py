@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from reelhouse.config import MlflowConfig
+from reelhouse.features.registry import ENTITIES
 from reelhouse.serving.features import Categorical, ModelInputs
 from reelhouse.training.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
@@ -222,7 +223,7 @@ def verified_fast_path(pipeline: Any) -> tuple[LightGBMFastPath | None, str]:
 class ModelRanker:
     """A registered version: its pipeline, and the fast path when it has a verified one."""
 
-    entities = ("video", "user", "user_topic")
+    entities = ENTITIES
 
     def __init__(self, registered_model: str, version: int, pipeline: Any, fast: LightGBMFastPath | None, kind: str):
         self.registered_model = registered_model

@@ -38,6 +38,7 @@ from typing import Any
 
 from reelhouse.config import OnlineStoreConfig, ReelhouseConfig
 from reelhouse.experiments.bucketing import Bucketing
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.online.store import FeatureRow, OnlineStore, RowDecoder, from_epoch_ms, open_online_store
 from reelhouse.serving.collector import EventProducer
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 SEEN_VIEW = "user_seen"
 RECENT_VIEW = "user_recent"
-PROBE_VIEW, PROBE_KEY = "user_features", "__reelhouse_probe__"
+PROBE_VIEW, PROBE_KEY = features_view("user"), "__reelhouse_probe__"
 STORE_WORKERS = 2  # a request reads twice; more threads only fight over the GIL (measured: 2 beats 4)
 # The breaker opens when the store fails (at least half of the last 10 calls raised), or when it
 # is late for nearly every call (36 of the last 40): a store that is down or hangs. Calls late now

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import ReelhouseError
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS, SILVER_EVENTS
 from reelhouse.silver.transforms import (
     deduplicate,
@@ -30,6 +30,7 @@ from reelhouse.silver.transforms import (
     with_dimensions,
     with_partitions,
 )
+from reelhouse.streaming.tables import BRONZE_EVENTS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,7 +64,7 @@ def interval_hours(start: dt.datetime, end: dt.datetime) -> list[str]:
         raise ReelhouseError(f"empty data interval [{start}, {end})")
     hours, moment = [], start.astimezone(dt.UTC)
     while moment < end:
-        hours.append(moment.strftime("%Y-%m-%dT%H"))
+        hours.append(hour_partition(moment))
         moment += dt.timedelta(hours=1)
     return hours
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from reelhouse.lake.partitions import SPARK_HOUR_FORMAT
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -99,5 +101,5 @@ def with_dimensions(events: DataFrame, users: DataFrame, videos: DataFrame) -> D
 
 def with_partitions(events: DataFrame) -> DataFrame:
     return events.withColumn("event_date", F.to_date("event_time")).withColumn(
-        "event_hour", F.date_format("event_time", "yyyy-MM-dd'T'HH")
+        "event_hour", F.date_format("event_time", SPARK_HOUR_FORMAT)
     )

@@ -38,11 +38,12 @@ from reelhouse.config import ReelhouseConfig
 from reelhouse.events.contract import ValidationLimits
 from reelhouse.events.records import split_records
 from reelhouse.features.gold import realtime_feature_table
-from reelhouse.features.registry import KEY_SEPARATOR, MEASURES, TILE_S
+from reelhouse.features.registry import ENTITIES, KEY_SEPARATOR, MEASURES, TILE_S
 from reelhouse.lake import Lake
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.online.store import open_online_store
 from reelhouse.speed.dimensions import shared_video_attributes
-from reelhouse.speed.online import ENTITIES, OnlineTiles
+from reelhouse.speed.online import OnlineTiles
 from reelhouse.speed.realtime import RealtimeDeltaWriter
 from reelhouse.streaming.ingest import validation_limits
 from reelhouse.streaming.queries import await_query, checkpoint_owner, with_trigger
@@ -188,7 +189,7 @@ class SpeedLayerJob:
         for entity in ENTITIES:
             entity_rows = rows.get(entity, [])
             for row in entity_rows:
-                row["feature_hour"] = row["feature_time"].strftime("%Y-%m-%dT%H")
+                row["feature_hour"] = hour_partition(row["feature_time"])
                 row["computed_at"] = computed_at
                 row["batch_id"] = batch_id
             tables[entity] = pa.Table.from_pylist(entity_rows, schema=realtime_feature_table(entity).schema)

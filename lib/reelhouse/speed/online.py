@@ -21,23 +21,23 @@ from typing import Any
 
 import pyarrow as pa
 
-from reelhouse.features.registry import ENTITY_KEYS, FEATURES, KEY_SEPARATOR, SHARES, TILE_S, tile_measures
+from reelhouse.features.registry import (
+    ENTITIES,
+    ENTITY_KEYS,
+    FEATURES,
+    KEY_SEPARATOR,
+    SHARES,
+    TILE_S,
+    tile_measures,
+)
 from reelhouse.features.tiles import add_shares, features_from_tiles, longest_window_s, prune
+from reelhouse.features.views import features_view, tiles_view
 from reelhouse.online.store import FeatureRow, OnlineStore, feature_version
 
-ENTITIES = ("video", "user", "user_topic")
 # The user measures topic affinities divide by: when a user's tiles change one, all their topics move.
 _DENOMINATOR_MEASURES = tuple(
     sorted({m for f in FEATURES if f.name in {s.denominator for s in SHARES} for m in f.measures})
-)  # users before user x topic: affinities divide by the user's
-
-
-def tiles_view(entity: str) -> str:
-    return f"{entity}_tiles"
-
-
-def features_view(entity: str) -> str:
-    return f"{entity}_features"
+)
 
 
 def _utc(epoch_s: float) -> dt.datetime:
@@ -87,6 +87,8 @@ class OnlineTiles:
             user, topic = key.split(KEY_SEPARATOR, 1)
             topics[user].add(topic)
         merged: dict[str, dict[str, _Entity]] = {}
+        # Per batch: a batch without user tiles changes no user's denominators.
+        self._engagement_changed = set()
         for entity in ENTITIES:
             if entity in incoming:
                 merged[entity] = self._merge(entity, incoming[entity], topics if entity == "user" else None)
@@ -117,7 +119,6 @@ class OnlineTiles:
         stored = self.store.read(tiles_view(entity), list(incoming))
         states, rows = {}, []
         if entity == "user":
-            self._engagement_changed = set()
             watched = [measures.index(m) for m in _DENOMINATOR_MEASURES]
         for key, changes in incoming.items():
             state = _decode(stored[key], measures)

@@ -27,9 +27,9 @@ from reelhouse.config import ReelhouseConfig
 from reelhouse.events.contract import BRONZE_SCHEMA, QUARANTINE_SCHEMA, ValidationLimits
 from reelhouse.events.records import split_records
 from reelhouse.lake import AppTransaction, Lake
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.streaming.queries import await_query, checkpoint_owner, with_trigger
 from reelhouse.streaming.source import checkpoint_query_id, read_events_stream
+from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -7,7 +7,7 @@ the request carries. Labels come from the outcomes that followed the impression.
 
 from __future__ import annotations
 
-from reelhouse.features.registry import feature_names
+from reelhouse.features.registry import ENTITIES, feature_names
 
 # Identify the example and place it in time.
 ID_COLUMNS: tuple[str, ...] = ("request_id", "user_id", "video_id", "impression_time")
@@ -18,23 +18,34 @@ CATEGORICAL_COLUMNS: tuple[str, ...] = ("device_os", "device_network", "topic", 
 CONTEXT_NUMERIC_COLUMNS: tuple[str, ...] = ("position", "hour_of_day")
 
 # Registry features, per entity, in registry order.
-FEATURE_COLUMNS: tuple[str, ...] = (
-    *feature_names("video"),
-    *feature_names("user"),
-    *feature_names("user_topic"),
-)
+FEATURE_COLUMNS: tuple[str, ...] = tuple(name for entity in ENTITIES for name in feature_names(entity))
 NUMERIC_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *CONTEXT_NUMERIC_COLUMNS)
 MODEL_INPUT_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
 
-# Labels. ``label`` is the primary engagement label (watch ratio >= training.positive_watch_ratio,
-# or a like or a share); ``watch_ratio`` (0..1, 0 without a play) is for regression or weighting.
+# Labels. ``label`` is the primary engagement label: any outcome was engagement as
+# features/engagement.py defines it (watch ratio >= training.positive_watch_ratio, or a like or a
+# share); ``watch_ratio`` (0..1, 0 without a play) is for regression or weighting.
 LABEL = "label"
 WATCH_RATIO = "watch_ratio"
 OUTCOME_COLUMNS: tuple[str, ...] = ("played", "completed", "liked", "shared", "commented", "followed", "skipped")
+# The flag of each outcome event type: 1 when an event of that type followed the impression.
+OUTCOME_FLAGS: dict[str, str] = {
+    "play": "played",
+    "like": "liked",
+    "share": "shared",
+    "comment": "commented",
+    "follow": "followed",
+    "skip": "skipped",
+}
 
-# When each entity's feature row became known (null: the entity had no row yet): audit of the
-# point-in-time join, never a model input.
-FEATURE_TIME_COLUMNS: tuple[str, ...] = ("video_feature_time", "user_feature_time", "user_topic_feature_time")
+
+def feature_time_column(entity: str) -> str:
+    """When ``entity``'s feature row became known (null: the entity had no row yet): an audit
+    of the point-in-time join, never a model input."""
+    return f"{entity}_feature_time"
+
+
+FEATURE_TIME_COLUMNS: tuple[str, ...] = tuple(feature_time_column(entity) for entity in ENTITIES)
 
 SPLIT = "split"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

@@ -9,7 +9,9 @@ Labels. An impression (``event_type = 'impression'``, ``event_time`` in ``[start
 attributed the outcomes (play, like, share, comment, follow, skip) of the same request, user
 and video with ``event_time`` in ``[impression_time, impression_time + attribution_window_s]``.
 Impressions without a ``request_id`` cannot be attributed and are skipped; of several
-impressions of the same (request, user, video) the first is kept. Both are counted.
+impressions of the same (request, user, video) the first is kept. Both are counted. An
+impression is positive (``label``) when one of its outcomes was engagement as
+features/engagement.py defines it (:func:`label_condition`).
 
 Point in time. Features as of ``T`` cover events before ``T``, so an impression may use the row
 with the latest ``feature_time <= t``, never a later one. ``t`` is when the impression was
@@ -42,10 +44,10 @@ import bisect
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyspark.sql import Observation, Window
@@ -54,9 +56,11 @@ from pyspark.sql import functions as F
 from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import LakeError, ReelhouseError
 from reelhouse.events.contract import OUTCOME_TYPES
+from reelhouse.features.engagement import ENGAGING_TYPES, WATCH_RATIO_SQL
 from reelhouse.features.gold import feature_table
-from reelhouse.features.registry import COMPLETION_THRESHOLD, ENTITY_KEYS, TILE_S, feature_names
+from reelhouse.features.registry import COMPLETION_THRESHOLD, ENTITIES, ENTITY_KEYS, TILE_S, feature_names
 from reelhouse.lake import Lake, TableSpec, commit_metadata
+from reelhouse.lake.partitions import hour_partition
 from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.training.columns import (
     CATEGORICAL_COLUMNS,
@@ -66,9 +70,11 @@ from reelhouse.training.columns import (
     ID_COLUMNS,
     LABEL,
     OUTCOME_COLUMNS,
+    OUTCOME_FLAGS,
     SPLIT,
     SPLITS,
     WATCH_RATIO,
+    feature_time_column,
 )
 
 if TYPE_CHECKING:
@@ -76,8 +82,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENTITIES: tuple[str, ...] = ("video", "user", "user_topic")
-_JOIN_ORDER: tuple[str, ...] = ("user_topic", "user", "video")
+_JOIN_ORDER: tuple[str, ...] = ("user_topic", "user", "video")  # user-keyed first: see point_in_time_join
+if sorted(_JOIN_ORDER) != sorted(ENTITIES):
+    raise TypeError(f"the point-in-time join order {_JOIN_ORDER} must name every entity of the registry {ENTITIES}")
 INPUT_VERSIONS_KEY = "reelhouse.input_versions"  # commit metadata: {table: version} of the inputs
 INTERVAL_KEY = "reelhouse.interval"  # commit metadata: {"start": ISO, "end": ISO}
 QUANTILE_ACCURACY = 10_000  # percentile_approx: relative error 1 / accuracy
@@ -89,10 +96,6 @@ _CO_PARTITION_CONF = ("spark.sql.requireAllClusterKeysForCoPartition", "false")
 _REQUEST_KEY = ("request_id", "user_id", "video_id")
 _UTC = pa.timestamp("us", tz="UTC")
 _KNOWN_TIME = "known_time"  # internal: when the impression was known (see the module docstring)
-
-
-def feature_time_column(entity: str) -> str:
-    return f"{entity}_feature_time"
 
 
 def training_set_table(name: str = "training_set") -> TableSpec:
@@ -217,9 +220,7 @@ def attributed_impressions(
         *(F.col(k).alias(o) for k, o in zip(_REQUEST_KEY, outcome_key, strict=True)),
         F.col("event_type").alias("outcome"),
         F.col("event_time").alias("outcome_time"),
-        F.when(is_play & has_duration, F.least(F.col("watch_ms") / F.col("video_duration_ms"), F.lit(1.0))).alias(
-            "play_ratio"
-        ),
+        F.when(is_play & has_duration, F.expr(WATCH_RATIO_SQL)).alias("play_ratio"),
         (is_play & has_duration & (F.col("watch_ms") >= completion)).alias("complete"),
     )
     outcomes = _by_user(outcomes, partitions, "o_user_id")
@@ -234,24 +235,33 @@ def attributed_impressions(
     def happened(condition: Column) -> Column:
         return F.max(F.when(condition, 1).otherwise(0)).cast("int")
 
-    flags = {
-        "played": happened(F.col("outcome") == "play"),
-        "completed": happened(F.col("complete")),
-        "liked": happened(F.col("outcome") == "like"),
-        "shared": happened(F.col("outcome") == "share"),
-        "commented": happened(F.col("outcome") == "comment"),
-        "followed": happened(F.col("outcome") == "follow"),
-        "skipped": happened(F.col("outcome") == "skip"),
-    }
+    conditions = {flag: F.col("outcome") == kind for kind, flag in OUTCOME_FLAGS.items()}
+    conditions["completed"] = F.col("complete")
+    flags = {name: happened(conditions[name]) for name in OUTCOME_COLUMNS}
     # Grouped by every impression column (one value per key): a hash aggregation, which Spark
     # compiles, where first() of the strings would fall back to an interpreted sort-based one.
     grouped = attributed.groupBy(*impressions.columns).agg(
         *(value.alias(name) for name, value in flags.items()),
         F.coalesce(F.max("play_ratio"), F.lit(0.0)).alias(WATCH_RATIO),
     )
-    positive = (F.col(WATCH_RATIO) >= positive_watch_ratio) | (F.col("liked") == 1) | (F.col("shared") == 1)
+    positive = label_condition(F.col, positive_watch_ratio)
     hour_of_day = F.floor(F.pmod(F.unix_seconds("impression_time"), 86_400) / 3_600)  # UTC, whatever the session zone
     return grouped.withColumn(LABEL, positive.cast("int")).withColumn("hour_of_day", hour_of_day.cast("int"))
+
+
+def label_condition(column: Callable[[str], Any], positive_watch_ratio: float) -> Any:
+    """Whether an attributed impression is positive: an outcome attributed to it was engagement
+    (features/engagement.py), i.e. its best play reached ``positive_watch_ratio`` or an engaging
+    type (a like, a share) followed it.
+
+    ``column`` looks a column up by name: ``F.col`` gives the Spark condition of the build; a row's
+    ``__getitem__`` gives the bool for that row (how the unit tests hold the label to serving's
+    per-event rule).
+    """
+    positive = column(WATCH_RATIO) >= positive_watch_ratio
+    for kind in ENGAGING_TYPES:
+        positive = positive | (column(OUTCOME_FLAGS[kind]) == 1)
+    return positive
 
 
 def as_of_buckets(
@@ -340,10 +350,6 @@ def _utc_us(epoch_us: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=epoch_us)
 
 
-def _hour(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
-
-
 @dataclass(frozen=True)
 class _ImpressionStats:
     attributable: int
@@ -397,7 +403,9 @@ def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 def _silver_events(lake: Lake, spark: SparkSession, version: int, start: dt.datetime, until: dt.datetime) -> DataFrame:
     """Silver at ``version``, limited to the hours (partitions) that can hold ``[start, until]``."""
     hour = F.col("event_hour")
-    return lake.read(spark, SILVER_EVENTS.name, version=version).where((hour >= _hour(start)) & (hour <= _hour(until)))
+    return lake.read(spark, SILVER_EVENTS.name, version=version).where(
+        (hour >= hour_partition(start)) & (hour <= hour_partition(until))
+    )
 
 
 def _gold_features(

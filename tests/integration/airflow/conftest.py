@@ -28,12 +28,12 @@ from reelhouse.config import ReelhouseConfig, TopicConfig, load_config
 from reelhouse.events.records import split_records
 from reelhouse.kafka.clients import ensure_topic, producer
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS
 from reelhouse.orchestration.services import airflow_environment, airflow_home
 from reelhouse.orchestration.streams import stop_streams
 from reelhouse.simulator.catalogue import Catalogue
 from reelhouse.simulator.traffic import TrafficGenerator
 from reelhouse.streaming.ingest import validation_limits
+from reelhouse.streaming.tables import BRONZE_EVENTS
 from tests.integration.conftest import free_ports
 
 DAY_MS = 86_400_000

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from reelhouse.features.gold import feature_table
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.online import open_online_store
-from reelhouse.speed.online import features_view
 from tests.integration.airflow.conftest import DailyRun
 
 pytestmark = pytest.mark.integration

@@ -33,10 +33,10 @@ from reelhouse.features.gold import feature_table
 from reelhouse.jvm import spark_submit_args
 from reelhouse.kafka import ensure_topic
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.stack import LocalStack
 from reelhouse.stack.spark_cluster import alive_workers, master_state
+from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from tests.integration.streaming.conftest import produce, valid_event, write_config
 from tests.integration.training.test_training_set import H10, add, at, event, gold, impression, play
 

@@ -16,7 +16,7 @@ from reelhouse.errors import LakeError
 from reelhouse.events.contract import ValidationLimits, encode_event, make_event
 from reelhouse.events.records import KAFKA_RECORD_SCHEMA, split_records
 from reelhouse.lake import AppTransaction, Lake, TableSpec, commit_metadata
-from reelhouse.lake.tables import BRONZE_EVENTS
+from reelhouse.streaming.tables import BRONZE_EVENTS
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import ReelhouseError
 from reelhouse.features.gold import feature_table
 from reelhouse.features.registry import ENTITY_KEYS, feature_names
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.online import FeatureRow, open_online_store
 from reelhouse.online.materialize import materialize_online
 from reelhouse.online.store import feature_version
-from reelhouse.speed.online import features_view
 
 pytestmark = pytest.mark.integration
 

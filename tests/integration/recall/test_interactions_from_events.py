@@ -42,14 +42,14 @@ def event(user, video, kind, when, watch=None, duration=None, received=None):
     }
 
 
-def test_weights_sum_watch_ratios_likes_shares_and_comments(spark):
+def test_weights_sum_watch_ratios_likes_and_shares_and_nothing_else(spark):
     rows = [
         event("u1", "v1", "play", ago(hours=5), 5_000, 10_000),  # 0.5
         event("u1", "v1", "play", ago(hours=4), 20_000, 10_000),  # capped at 1
         event("u1", "v1", "like", ago(hours=3)),  # 1
         event("u1", "v1", "share", ago(hours=2)),  # 2
-        event("u1", "v1", "comment", ago(hours=1)),  # 1
-        event("u1", "v1", "impression", ago(minutes=30)),  # impressions, skips, follows: 0
+        event("u1", "v1", "comment", ago(hours=1)),  # comments, impressions, skips, follows: 0
+        event("u1", "v1", "impression", ago(minutes=30)),
         event("u1", "v1", "skip", ago(minutes=20)),
         event("u1", "v1", "follow", ago(minutes=10)),
         event("u1", "v2", "impression", ago(hours=1)),  # shown, never engaged: no pair
@@ -64,6 +64,6 @@ def test_weights_sum_watch_ratios_likes_shares_and_comments(spark):
         for u, i, w, t in zip(got.user, got.item, got.weight, got.time_s, strict=True)
     }
     assert set(pairs) == {("u1", "v1"), ("u3", "v2")}
-    assert pairs[("u1", "v1")][0] == pytest.approx(0.5 + 1 + 1 + 2 + 1)
-    assert pairs[("u1", "v1")][1] == ago(hours=1).timestamp()  # the latest engaging event, the comment
+    assert pairs[("u1", "v1")][0] == pytest.approx(0.5 + 1 + 1 + 2)
+    assert pairs[("u1", "v1")][1] == ago(hours=2).timestamp()  # the latest engaging event, the share
     assert pairs[("u3", "v2")] == (1.0, ago(hours=1).timestamp())

@@ -36,13 +36,13 @@ from pydantic import BaseModel
 from reelhouse.config import KafkaConfig, ReelhouseConfig
 from reelhouse.events.contract import DEVICE_OS, NETWORKS
 from reelhouse.features.registry import KEY_SEPARATOR, feature_names
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.online.sqlite import SqliteOnlineStore
 from reelhouse.online.store import FeatureRow, feature_version
 from reelhouse.recall.tables import ANY_USER, candidates_table, neighbours_table
 from reelhouse.serving.server import ServingServer
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS
-from reelhouse.speed.online import features_view
 from reelhouse.training.columns import CATEGORICAL_COLUMNS, LABEL, NUMERIC_COLUMNS, SPLIT
 from tests.integration.conftest import build_test_config
 

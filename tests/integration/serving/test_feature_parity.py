@@ -26,6 +26,7 @@ import pytest
 
 from reelhouse.features.gold import feature_table
 from reelhouse.features.registry import ENTITY_KEYS, feature_names
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.online.materialize import ChunkWriter
 from reelhouse.online.sqlite import SqliteOnlineStore
@@ -33,7 +34,6 @@ from reelhouse.serving.features import FeatureDecoder, RequestContext, assemble,
 from reelhouse.serving.recall import build_recall_index
 from reelhouse.serving.videos import VideoFeatureTable
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS, SILVER_EVENTS
-from reelhouse.speed.online import features_view
 from reelhouse.training.columns import MODEL_INPUT_COLUMNS
 from reelhouse.training.dataset import build_training_set
 from reelhouse.training.ranker import model_inputs

@@ -11,9 +11,9 @@ import pytest
 from reelhouse.config import load_config
 from reelhouse.events.contract import BRONZE_SCHEMA
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS
 from reelhouse.silver.build import build_silver, interval_hours
 from reelhouse.silver.tables import DIM_VIDEOS, SILVER_EVENTS
+from reelhouse.streaming.tables import BRONZE_EVENTS
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from reelhouse.events.contract import make_event
 from reelhouse.features.batch import window_features, with_shares
 from reelhouse.features.gold import realtime_feature_table
 from reelhouse.features.registry import ENTITY_KEYS, KEY_SEPARATOR, feature_names
+from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.online import open_online_store
 from reelhouse.speed.job import run_speed_layer
-from reelhouse.speed.online import features_view
 from tests.integration.speed.conftest import fresh_speed_config, write_videos
 from tests.integration.streaming.conftest import DEVICE, produce, read_topic
 

@@ -11,8 +11,8 @@ import pytest
 from reelhouse.errors import StreamError
 from reelhouse.events.contract import encode_event
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.streaming.ingest import run_ingestion
+from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 from .conftest import produce, read_topic, valid_event
 

@@ -27,9 +27,9 @@ from reelhouse.events.contract import encode_event
 from reelhouse.jvm import spark_submit_args
 from reelhouse.kafka import ensure_topic, producer
 from reelhouse.lake import Lake
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 from reelhouse.streaming.ingest import run_ingestion
 from reelhouse.streaming.queries import OWNER_FILE
+from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 from .conftest import read_topic, valid_event, valid_event_ids, write_config
 

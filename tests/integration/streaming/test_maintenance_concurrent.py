@@ -13,8 +13,8 @@ from reelhouse.events.contract import encode_event
 from reelhouse.lake import Lake
 from reelhouse.lake.delta import commit_metadata
 from reelhouse.lake.maintenance import MaintenanceReport, maintain
-from reelhouse.lake.tables import BRONZE_EVENTS
 from reelhouse.streaming.ingest import IngestionJob, run_ingestion
+from reelhouse.streaming.tables import BRONZE_EVENTS
 
 from .conftest import produce, valid_event
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reelhouse.features import ENTITY_KEYS, FEATURES, MEASURES, WINDOWS, features_for
+from reelhouse.features import ENTITIES, ENTITY_KEYS, FEATURES, MEASURES, SHARES, WINDOWS, features_for
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,10 @@ def test_rates_divide_by_a_count_of_the_events_they_relate_to():
 def test_unknown_entity_is_a_clear_error():
     with pytest.raises(KeyError, match="unknown entity"):
         features_for("creator")
+
+
+def test_the_entities_are_the_keyed_ones_and_a_shares_denominator_comes_first():
+    # The speed layer recomputes entities in this order: an affinity needs its user's values first.
+    assert ENTITIES == tuple(ENTITY_KEYS)
+    for share in SHARES:
+        assert ENTITIES.index(share.denominator_entity) < ENTITIES.index(share.entity), share.name

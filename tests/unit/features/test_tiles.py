@@ -21,7 +21,7 @@ def measure_value(name: str, event: dict) -> float:
     return {
         "watch_ratio": ratio,
         "completions": float(event["watch"] >= 0.95 * event["duration"]),
-        "engagement": {"play": ratio, "like": 1.0, "share": 2.0, "comment": 1.0}.get(event["type"], 0.0),
+        "engagement": {"play": ratio, "like": 1.0, "share": 2.0}.get(event["type"], 0.0),  # comments: 0
     }.get(name, 1.0)
 
 

@@ -11,7 +11,6 @@ from pyspark.sql.types import DateType, LongType, StringType, StructField, Struc
 from reelhouse.config import LakeConfig
 from reelhouse.errors import LakeError
 from reelhouse.lake import AppTransaction, CommitResult, Lake, TableSpec, commit_metadata
-from reelhouse.lake.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 SPEC = TableSpec(
     "plays",
@@ -43,13 +42,6 @@ def test_a_naive_timestamp_is_a_utc_timestamp_not_timestamp_ntz():
     # TIMESTAMP_NTZ is a Delta table feature some readers lack; reelhouse times are instants.
     spec = TableSpec("t", pa.schema([pa.field("at", pa.timestamp("ms"))]))
     assert spec.spark_schema()["at"].dataType == TimestampType()
-
-
-@pytest.mark.parametrize("spec", [BRONZE_EVENTS, QUARANTINE_EVENTS])
-def test_the_lake_tables_convert_and_are_partitioned_by_their_own_columns(spec):
-    names = spec.spark_schema().fieldNames()
-    assert names == spec.schema.names
-    assert set(spec.partition_by) <= set(names)
 
 
 def test_app_transaction_versions_are_never_negative():

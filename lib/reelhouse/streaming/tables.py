@@ -1,4 +1,10 @@
-"""The tables of the lake, by layer. Each spec is the one definition its writers and readers use."""
+"""The tables the ingestion job (ingest.py) writes: bronze and quarantine.
+
+Their schemas are the event contract's (events/contract.py says what a valid event and a
+quarantined message hold); the specs live here, next to their writer, and not in lake/, which
+stays generic: the lake knows Delta tables, not events. Silver reads bronze through
+:data:`BRONZE_EVENTS`.
+"""
 
 from reelhouse.events.contract import (
     BRONZE_PARTITION_BY,
@@ -6,7 +12,7 @@ from reelhouse.events.contract import (
     QUARANTINE_PARTITION_BY,
     QUARANTINE_SCHEMA,
 )
-from reelhouse.lake.delta import TableSpec
+from reelhouse.lake import TableSpec
 
 BRONZE_EVENTS = TableSpec(
     "bronze_events",
