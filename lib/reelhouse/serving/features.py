@@ -24,7 +24,7 @@ rows, the speed layer writes values computed by the same registry):
 A :class:`ModelInputs` keeps numerics as one float64 matrix in NUMERIC_COLUMNS order and each
 categorical column factorised (its distinct values + a code per row), which is what the LightGBM
 fast path needs; :meth:`ModelInputs.frame` gives the pandas frame of
-:func:`reelhouse.training.ranker.model_inputs` for any other pipeline.
+:func:`reelhouse.training.models.model_inputs` for any other pipeline.
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ class ModelInputs:
         return self.numeric[:, _NUMERIC_INDEX[name]]
 
     def frame(self) -> pd.DataFrame:
-        """MODEL_INPUT_COLUMNS as :func:`reelhouse.training.ranker.model_inputs` returns them."""
-        from reelhouse.training.ranker import model_inputs
+        """MODEL_INPUT_COLUMNS as :func:`reelhouse.training.models.model_inputs` returns them."""
+        from reelhouse.training.models import model_inputs
 
         data: dict[str, np.ndarray] = {name: self.numeric[:, i] for i, name in enumerate(NUMERIC_COLUMNS)}
         data.update({name: self.categorical[name].values() for name in CATEGORICAL_COLUMNS})

@@ -138,7 +138,7 @@ def promote_if_better(
     """Gate ``candidates`` (the versions one training run registered) against the champion.
 
     ``test`` holds the test rows the candidates were scored on: MODEL_INPUT_COLUMNS in the dtypes
-    of :func:`reelhouse.training.ranker.model_inputs`, the label and ``user_id``. MLflow must be
+    of :func:`reelhouse.training.models.model_inputs`, the label and ``user_id``. MLflow must be
     configured (:func:`reelhouse.tracking.configure_mlflow`).
     """
     from mlflow import MlflowClient
@@ -210,7 +210,8 @@ def promote_versions(config: ReelhouseConfig, versions: Sequence[int]) -> Promot
     from mlflow.exceptions import MlflowException
 
     from reelhouse.tracking import configure_mlflow
-    from reelhouse.training.ranker import read_training_set, split_training_set
+    from reelhouse.training.ranker import read_training_set
+    from reelhouse.training.splits import split_training_set
 
     if not versions:
         raise ReelhouseError("promote: give at least one registered version")

@@ -1,5 +1,8 @@
 """The rankers: logistic regression and LightGBM predicting P(label=1) of an impression, tracked in MLflow.
 
+This module trains and logs them; the model pipelines are :mod:`reelhouse.training.models` and
+the training set's splits :mod:`reelhouse.training.splits`.
+
 Both are scikit-learn Pipelines over the same model inputs (training/columns.py). They are fitted
 on the ``train`` split (a seeded sample of at most ``training.max_fit_rows`` rows; LightGBM stops
 early on ``valid``) and measured on ``valid`` and ``test`` next to a popularity baseline that
@@ -18,22 +21,17 @@ import json
 import logging
 import math
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from reelhouse.config import ReelhouseConfig, TrainingConfig
+from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import LakeError, ReelhouseError
 from reelhouse.lake.delta import Lake, commit_metadata
 from reelhouse.tracking import config_dump, configure_mlflow, lineage_tags
@@ -43,212 +41,21 @@ from reelhouse.training.columns import (
     LABEL,
     MODEL_INPUT_COLUMNS,
     NUMERIC_COLUMNS,
-    SPLIT,
 )
 from reelhouse.training.metrics import DEFAULT_K, calibration, classifier_scores, ranking_scores
+from reelhouse.training.models import LIGHTGBM, RANKERS, FittedRanker
 from reelhouse.training.plots import save_calibration_plot, save_feature_importance, save_roc_curves
 from reelhouse.training.promotion import USER_COLUMN, Candidate, PromotionDecision, promote_if_better
+from reelhouse.training.splits import REQUIRED_COLUMNS, Splits, popularity_scores, split_training_set
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
 log = logging.getLogger(__name__)
 
-LOGISTIC_REGRESSION = "logistic_regression"
-LIGHTGBM = "lightgbm"
-POPULARITY_COLUMN = "video_plays_1d"  # the baseline's score: plays of the video in the last day
-EARLY_STOPPING_ROUNDS = 50  # LightGBM rounds without a better validation log-loss before it stops
-MISSING_CATEGORY = "__missing__"
 MODEL_ARTIFACT = "model"
-REQUIRED_COLUMNS: tuple[str, ...] = (*MODEL_INPUT_COLUMNS, LABEL, SPLIT, USER_COLUMN)
 _EXAMPLE_ROWS = 5
 _SIGNATURE_ROWS = 200
-
-
-# ----------------------------------------------------------------------------- inputs and models
-def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """MODEL_INPUT_COLUMNS of ``frame`` as the rankers expect them: numerics float64, categoricals
-    strings (object), missing values NaN in both. Training, evaluation and serving all use this."""
-    missing = [c for c in MODEL_INPUT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ReelhouseError(f"model input columns missing: {missing}; see reelhouse/training/columns.py")
-    numeric = frame.loc[:, list(NUMERIC_COLUMNS)].astype(np.float64)
-    categorical = {}
-    for column in CATEGORICAL_COLUMNS:
-        values = frame[column].astype("string")
-        categorical[column] = values.astype(object).where(values.notna(), np.nan)
-    return pd.concat([numeric, pd.DataFrame(categorical, index=frame.index)], axis=1)
-
-
-def _categorical_imputers() -> list[tuple[str, SimpleImputer]]:
-    # Gaps arrive as NaN from pandas and as None from Arrow; both become one "missing" category.
-    return [
-        ("fill_nan", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-        ("fill_none", SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY)),
-    ]
-
-
-def logistic_regression_pipeline(params: Mapping[str, Any], seed: int) -> Pipeline:
-    """Median-imputed (plus missing indicators) standardised numerics and one-hot categoricals -> LR."""
-    numeric = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-            ("scale", StandardScaler()),
-        ]
-    )
-    categorical = Pipeline([*_categorical_imputers(), ("one_hot", OneHotEncoder(handle_unknown="ignore"))])
-    preprocess = ColumnTransformer(
-        [("numeric", numeric, list(NUMERIC_COLUMNS)), ("categorical", categorical, list(CATEGORICAL_COLUMNS))]
-    )
-    return Pipeline([("preprocess", preprocess), ("model", LogisticRegression(**{"random_state": seed, **params}))])
-
-
-def lightgbm_preprocessor() -> ColumnTransformer:
-    """Numerics as they are (LightGBM handles NaN); categoricals as integer codes, unseen ones -1.
-
-    LightGBM treats a negative category as missing, so a category first seen at serving time
-    takes the missing branch of each split.
-    """
-    ordinal = OrdinalEncoder(
-        handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1, dtype=np.float64
-    )
-    categorical = Pipeline([*_categorical_imputers(), ("ordinal", ordinal)])
-    return ColumnTransformer(
-        [("numeric", "passthrough", list(NUMERIC_COLUMNS)), ("categorical", categorical, list(CATEGORICAL_COLUMNS))],
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
-
-
-@dataclass
-class FittedRanker:
-    kind: str
-    pipeline: Pipeline
-    fit_s: float
-    params: dict[str, Any]  # logged as run parameters
-    importance: pd.Series  # per model feature, named after the measure (gain, |coefficient|)
-    fit_metrics: dict[str, float] = field(default_factory=dict)
-
-
-def fit_logistic_regression(train: pd.DataFrame, valid: pd.DataFrame, training: TrainingConfig) -> FittedRanker:
-    del valid  # no early stopping: LR runs to convergence (or lr_params.max_iter)
-    started = time.perf_counter()
-    pipeline = logistic_regression_pipeline(training.lr_params, training.seed)
-    pipeline.fit(train.loc[:, list(MODEL_INPUT_COLUMNS)], train[LABEL].to_numpy())
-    fit_s = time.perf_counter() - started
-    model = pipeline.named_steps["model"]
-    names = pipeline.named_steps["preprocess"].get_feature_names_out()
-    importance = pd.Series(np.abs(model.coef_[0]), index=names, name="|coefficient| (standardised inputs)")
-    return FittedRanker(
-        LOGISTIC_REGRESSION, pipeline, fit_s, dict(model.get_params()), importance, {"n_iter": float(model.n_iter_[0])}
-    )
-
-
-def fit_lightgbm(train: pd.DataFrame, valid: pd.DataFrame, training: TrainingConfig) -> FittedRanker:
-    """Fit the preprocessor and the booster apart (the booster early-stops on the transformed
-    validation rows), then join them into one Pipeline."""
-    import lightgbm
-
-    started = time.perf_counter()
-    preprocess = lightgbm_preprocessor()
-    x_train = preprocess.fit_transform(train.loc[:, list(MODEL_INPUT_COLUMNS)])
-    x_valid = preprocess.transform(valid.loc[:, list(MODEL_INPUT_COLUMNS)])
-    model = lightgbm.LGBMClassifier(**{"verbose": -1, **training.lgbm_params, "random_state": training.seed})
-    model.fit(
-        x_train,
-        train[LABEL].to_numpy(),
-        eval_X=(x_valid,),
-        eval_y=(valid[LABEL].to_numpy(),),
-        categorical_feature=list(CATEGORICAL_COLUMNS),
-        callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-    )
-    fit_s = time.perf_counter() - started
-    booster = model.booster_
-    importance = pd.Series(
-        booster.feature_importance(importance_type="gain"), index=booster.feature_name(), name="gain"
-    )
-    params = {**model.get_params(), "early_stopping_rounds": EARLY_STOPPING_ROUNDS}
-    return FittedRanker(
-        LIGHTGBM,
-        Pipeline([("preprocess", preprocess), ("model", model)]),
-        fit_s,
-        params,
-        importance,
-        {"best_iteration": float(model.best_iteration_ or model.n_estimators_)},
-    )
-
-
-RANKERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, TrainingConfig], FittedRanker]] = {
-    LOGISTIC_REGRESSION: fit_logistic_regression,
-    LIGHTGBM: fit_lightgbm,
-}
-
-
-# ----------------------------------------------------------------------------- the training set
-@dataclass
-class Splits:
-    """The training set's splits with model inputs in :func:`model_inputs` dtypes; ``fit`` is the
-    (possibly sampled) part of ``train`` the models are fitted on."""
-
-    train: pd.DataFrame
-    fit: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    train_rows: int | None = None  # rows of train when only the sampled ``fit`` rows were loaded
-
-    def rows(self) -> dict[str, int]:
-        train = len(self.train) if self.train_rows is None else self.train_rows
-        return {"train": train, "fit": len(self.fit), "valid": len(self.valid), "test": len(self.test)}
-
-
-def _sample_train_in_arrow(table: pa.Table, training: TrainingConfig) -> tuple[pa.Table, int]:
-    """``table`` with its train rows cut to a seeded sample of ``max_fit_rows``, and the train count.
-
-    Done before pandas sees the rows, so a set of tens of millions of examples never becomes a
-    DataFrame (or several copies of one) in full.
-    """
-    import pyarrow.compute as pc
-
-    is_train = pc.equal(table[SPLIT], "train")
-    train_rows = int(pc.sum(is_train).as_py() or 0)
-    if train_rows <= training.max_fit_rows:
-        return table, train_rows
-    train_at = np.flatnonzero(is_train.to_numpy(zero_copy_only=False))
-    keep = np.random.default_rng(training.seed).choice(train_at, size=training.max_fit_rows, replace=False)
-    others = np.flatnonzero(~is_train.to_numpy(zero_copy_only=False))
-    return table.take(pa.array(np.sort(np.concatenate([keep, others])))), train_rows
-
-
-def split_training_set(training_set: pd.DataFrame | pa.Table, training: TrainingConfig) -> Splits:
-    train_rows = None
-    if isinstance(training_set, pa.Table):
-        if SPLIT in training_set.column_names:
-            training_set, train_rows = _sample_train_in_arrow(training_set, training)
-        frame = training_set.to_pandas()
-    else:
-        frame = training_set
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ReelhouseError(f"training set lacks columns {missing}; rebuild it with the current training-set builder")
-    frame = pd.concat([model_inputs(frame), frame[USER_COLUMN], frame[LABEL].astype(np.int64), frame[SPLIT]], axis=1)
-    parts = {name: frame[frame[SPLIT] == name].reset_index(drop=True) for name in ("train", "valid", "test")}
-    for name, part in parts.items():
-        if part.empty:
-            raise ReelhouseError(f"training set has no {name!r} rows; is it built over enough days of impressions?")
-        if part[LABEL].nunique() < 2:
-            only = part[LABEL].iloc[0]
-            raise ReelhouseError(f"the {name!r} split has only label {only}; a ranker needs both classes")
-    train = parts["train"]
-    fit = train
-    if len(train) > training.max_fit_rows:
-        fit = train.sample(n=training.max_fit_rows, random_state=training.seed).reset_index(drop=True)
-    return Splits(train=train, fit=fit, valid=parts["valid"], test=parts["test"], train_rows=train_rows)
-
-
-def popularity_scores(frame: pd.DataFrame) -> np.ndarray:
-    """The baseline: a video's plays in the last day (0 when unknown)."""
-    if POPULARITY_COLUMN not in frame.columns:
-        return np.zeros(len(frame))
-    return frame[POPULARITY_COLUMN].fillna(0.0).to_numpy(dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- results

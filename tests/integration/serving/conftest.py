@@ -276,8 +276,9 @@ def synthetic_training_set(rows: int, users: list[str], topics: list[str], rng: 
 
 def train_registered_rankers(config: ReelhouseConfig, training_set: pd.DataFrame) -> dict[str, int]:
     """Both rankers through the project's trainer; LightGBM made champion, LR challenger."""
+    from reelhouse.training.models import LIGHTGBM, LOGISTIC_REGRESSION
     from reelhouse.training.promotion import CHALLENGER, CHAMPION
-    from reelhouse.training.ranker import LIGHTGBM, LOGISTIC_REGRESSION, train_rankers
+    from reelhouse.training.ranker import train_rankers
 
     result = train_rankers(config, training_set, {"training_set": 0})
     versions = {kind: run.version for kind, run in result.models.items()}

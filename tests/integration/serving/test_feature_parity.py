@@ -36,7 +36,7 @@ from reelhouse.serving.videos import VideoFeatureTable
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS, SILVER_EVENTS
 from reelhouse.training.columns import MODEL_INPUT_COLUMNS
 from reelhouse.training.dataset import build_training_set
-from reelhouse.training.ranker import model_inputs
+from reelhouse.training.models import model_inputs
 from tests.integration.conftest import build_test_config
 
 pytestmark = pytest.mark.integration

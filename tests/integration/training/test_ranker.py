@@ -22,8 +22,9 @@ from reelhouse.config import ReelhouseConfig
 from reelhouse.lake.delta import Lake
 from reelhouse.training.columns import CATEGORICAL_COLUMNS, LABEL, MODEL_INPUT_COLUMNS, NUMERIC_COLUMNS, SPLIT
 from reelhouse.training.dataset import INPUT_VERSIONS_KEY
+from reelhouse.training.models import LIGHTGBM, LOGISTIC_REGRESSION
 from reelhouse.training.promotion import CHALLENGER, CHAMPION, Candidate, promote_if_better
-from reelhouse.training.ranker import LIGHTGBM, LOGISTIC_REGRESSION, TrainResult, train_from_lake, train_rankers
+from reelhouse.training.ranker import TrainResult, train_from_lake, train_rankers
 from tests.integration.conftest import build_test_config
 
 pytestmark = pytest.mark.integration
@@ -166,7 +167,7 @@ def test_first_training_promotes_its_better_model(first: TrainResult):
 def test_champion_loads_as_pyfunc_and_predicts_probabilities(first: TrainResult, training_set: pd.DataFrame):
     import mlflow.pyfunc
 
-    from reelhouse.training.ranker import model_inputs
+    from reelhouse.training.models import model_inputs
 
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@{CHAMPION}")
     rows = model_inputs(training_set.head(20))
@@ -213,7 +214,7 @@ def test_lineage_comes_from_the_training_set_commit(second):
 
 
 def test_a_champion_that_cannot_score_the_test_set_is_replaced(config, training_set, second):
-    from reelhouse.training.ranker import split_training_set
+    from reelhouse.training.splits import split_training_set
 
     result, _ = second
     test = split_training_set(training_set, config.training).test.drop(columns=[MODEL_INPUT_COLUMNS[0]])

@@ -25,7 +25,7 @@ from reelhouse.serving.features import (
     feature_keys,
 )
 from reelhouse.training.columns import MODEL_INPUT_COLUMNS
-from reelhouse.training.ranker import model_inputs
+from reelhouse.training.models import model_inputs
 
 
 def values(entity: str, seed: int) -> dict[str, float | int | None]:

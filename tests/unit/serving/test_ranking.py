@@ -23,7 +23,7 @@ from reelhouse.serving.ranking import (
     verified_fast_path,
 )
 from reelhouse.training.columns import CATEGORICAL_COLUMNS, LABEL, NUMERIC_COLUMNS
-from reelhouse.training.ranker import fit_lightgbm, fit_logistic_regression, model_inputs
+from reelhouse.training.models import fit_lightgbm, fit_logistic_regression, model_inputs
 
 TRAINING = TrainingConfig(
     lgbm_params={"n_estimators": 30, "learning_rate": 0.1, "num_leaves": 15, "min_child_samples": 10, "n_jobs": 1},

@@ -125,7 +125,7 @@ def test_a_large_train_split_is_sampled_before_it_becomes_a_dataframe() -> None:
     import pyarrow as pa
 
     from reelhouse.config import TrainingConfig
-    from reelhouse.training.ranker import _sample_train_in_arrow
+    from reelhouse.training.splits import _sample_train_in_arrow
 
     splits = ["train"] * 5_000 + ["valid"] * 300 + ["test"] * 200
     table = pa.table({"split": splits, "row": list(range(len(splits)))})
