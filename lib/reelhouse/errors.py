@@ -1,4 +1,10 @@
-"""The one error hierarchy of reelhouse. Every message says what to do next."""
+"""The one error hierarchy of reelhouse. Every message says what to do next.
+
+A few exceptions live next to their code on purpose: they are control flow inside one module and
+never reach a user (``events.contract.Invalid`` becomes a quarantine reason, ``stack.health.ServiceExited``
+a StackError, ``serving.security.RequestError`` an HTTP answer, ``serving.state.StoreUnavailable`` a
+degraded feed, ``serving.ranking.UnsupportedModel`` the slower scoring path).
+"""
 
 
 class ReelhouseError(Exception):
@@ -44,3 +50,19 @@ class SimulationError(ReelhouseError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class EvaluationError(ReelhouseError):
+    """Evaluation data or a model cannot be evaluated as asked."""
+
+
+class InteractionLogError(EvaluationError):
+    """An interaction log or item-features file cannot be read as asked."""
+
+
+class ExperimentDataError(ReelhouseError, ValueError):
+    """The data handed to the A/B analysis cannot be analysed as given."""
+
+
+class CatalogueError(ReelhouseError, ValueError):
+    """The simulator's catalogue cannot be built or read as asked (a bad seed, mismatched files)."""

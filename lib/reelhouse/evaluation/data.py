@@ -17,8 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
+from reelhouse.errors import InteractionLogError
 from reelhouse.evaluation.item_features import with_item_features
-from reelhouse.evaluation.logfile import InteractionLogError, epoch_seconds
+from reelhouse.evaluation.logfile import epoch_seconds
 from reelhouse.evaluation.protocol import EvaluationData
 from reelhouse.recall.base import Interactions
 from reelhouse.recall.interactions import interactions_from_frame

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from reelhouse.evaluation.logfile import InteractionLogError, epoch_seconds, is_parquet, text_column
+from reelhouse.errors import InteractionLogError
+from reelhouse.evaluation.logfile import epoch_seconds, is_parquet, text_column
 from reelhouse.recall.base import Interactions
 from reelhouse.recall.interactions import with_item_vectors
 

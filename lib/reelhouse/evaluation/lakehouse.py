@@ -26,9 +26,10 @@ import numpy as np
 import pyarrow as pa
 
 from reelhouse.config import RecallConfig, ReelhouseConfig
+from reelhouse.errors import EvaluationError
 from reelhouse.evaluation.data import held_out_positives, with_extra_ids
 from reelhouse.evaluation.logfile import SplitPolicy
-from reelhouse.evaluation.protocol import EvaluationData, EvaluationError
+from reelhouse.evaluation.protocol import EvaluationData
 from reelhouse.lake import Lake
 from reelhouse.recall.interactions import (
     ENGAGEMENT,

@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reelhouse.evaluation.protocol import EvaluationError
+from reelhouse.errors import InteractionLogError
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,6 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("raw_line", pa.string()),
     ]
 )
-
-
-class InteractionLogError(EvaluationError):
-    """An interaction log or item-features file cannot be read as asked."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from reelhouse.evaluation.protocol import EvaluationError
+from reelhouse.errors import EvaluationError
 from reelhouse.recall.base import Interactions, RecallSource
 from reelhouse.recall.blend import blend
 from reelhouse.recall.candidates import FETCH_FACTOR

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from reelhouse.errors import ReelhouseError
 from reelhouse.recall.base import Interactions, RecallSource
 from reelhouse.recall.metrics import first_occurrences, topk_metrics
 from reelhouse.recall.popularity import PopularitySource
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
     from reelhouse.evaluation.pipeline import PipelineOptions
 
 log = logging.getLogger(__name__)
-
-
-class EvaluationError(ReelhouseError):
-    """Evaluation data or a model cannot be evaluated as asked."""
 
 
 @dataclass

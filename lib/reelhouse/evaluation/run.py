@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reelhouse.config import ReelhouseConfig
+from reelhouse.errors import EvaluationError
 from reelhouse.evaluation.data import evaluation_data
 from reelhouse.evaluation.item_features import read_item_features
 from reelhouse.evaluation.logfile import LogColumns, SplitPolicy, read_interaction_log, write_quarantine
-from reelhouse.evaluation.protocol import EvaluationData, EvaluationError, EvaluationResult, evaluate_data
+from reelhouse.evaluation.protocol import EvaluationData, EvaluationResult, evaluate_data
 from reelhouse.evaluation.report import markdown_report, write_report
 
 if TYPE_CHECKING:

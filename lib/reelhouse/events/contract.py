@@ -59,6 +59,7 @@ REASONS = (
 )
 
 
+# Control flow inside validation (it becomes a quarantine reason), hence not in errors.py.
 class Invalid(Exception):
     """Raised inside validation; carries the quarantine reason and a human detail."""
 

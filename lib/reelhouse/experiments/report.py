@@ -39,13 +39,12 @@ import pyarrow as pa
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.config.models import ExperimentConfig
-from reelhouse.errors import ReelhouseError
+from reelhouse.errors import ExperimentDataError, ReelhouseError
 from reelhouse.experiments.bucketing import Bucketing
 from reelhouse.experiments.stats import (
     DEFAULT_METRICS,
     SRM_ALPHA,
     SUM_SUFFIX,
-    ExperimentDataError,
     MetricSummary,
     sample_ratio_p_value,
     summarize_users,

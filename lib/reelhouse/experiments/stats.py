@@ -52,15 +52,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reelhouse.errors import ReelhouseError
+from reelhouse.errors import ExperimentDataError
 
 DEFAULT_METRICS: tuple[str, ...] = ("played", "watch_ratio", "liked", "shared")
 SUM_SUFFIX = "_sum"
 SRM_ALPHA = 0.001  # below this, the split of users does not match the configured shares
-
-
-class ExperimentDataError(ReelhouseError, ValueError):
-    """The data handed to the A/B analysis cannot be analysed as given."""
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ def request_seed(request_id: str) -> int:
 
 
 # ----------------------------------------------------------------------------- fast path
+# Control flow of the fast path (the pipeline scores instead), hence not in errors.py.
 class UnsupportedModel(ValueError):
     """The pipeline is not the shape the fast path knows; it is scored through the pipeline."""
 

@@ -45,6 +45,7 @@ BODY_TOO_LARGE = "body_too_large"
 FEED_PARAMETER_REASONS = (REASON_MISSING, REASON_VALUE, UNKNOWN_PARAMETER, REPEATED_PARAMETER)
 
 
+# Control flow of request checks (it becomes the HTTP answer), hence not in errors.py.
 class RequestError(Exception):
     """A request refused before any work: HTTP ``status`` and one entry per problem."""
 

@@ -74,6 +74,7 @@ RETRY_MAX_S = 5.0  # longest wait between the state writer's attempts while the 
 
 
 # ----------------------------------------------------------------------------- store calls
+# Control flow of the request path (it becomes a degraded answer), hence not in errors.py.
 class StoreUnavailable(Exception):
     """The online store could not answer within the deadline (or is known to be down)."""
 

@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reelhouse.errors import CatalogueError
+
 log = logging.getLogger(__name__)
 
 TOPIC_NAMES = (
@@ -121,7 +123,7 @@ class Catalogue:
         uploads_per_hour: float,
     ) -> None:
         if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+            raise CatalogueError(f"seed must be >= 0, got {seed}")
         self.seed = seed
         self.topics = topic_names(topics)
         self.zipf_exponent = zipf_exponent
@@ -212,7 +214,7 @@ class Catalogue:
     def ensure_videos(self, count: int) -> None:
         """Generate uploads until at least ``count`` videos exist (the first ``count`` never change)."""
         if count > self.initial_videos and self.uploads_per_hour <= 0:
-            raise ValueError(f"no uploads are configured, so there are only {self.initial_videos} videos")
+            raise CatalogueError(f"no uploads are configured, so there are only {self.initial_videos} videos")
         while len(self.videos) < count:
             self._draw_upload_chunk()
 
@@ -324,7 +326,7 @@ def _codes(values: pa.ChunkedArray, names: tuple[str, ...], column: str) -> np.n
     lookup = {name: code for code, name in enumerate(names)}
     unknown = sorted({v for v in values.to_pylist() if v not in lookup})
     if unknown:
-        raise ValueError(f"{column} has values the simulator does not know: {unknown[:5]}; known: {list(names)}")
+        raise CatalogueError(f"{column} has values the simulator does not know: {unknown[:5]}; known: {list(names)}")
     return np.asarray([lookup[v] for v in values.to_pylist()], dtype=np.int16)
 
 
@@ -352,7 +354,7 @@ def read_catalogue(directory: str) -> WrittenCatalogue:
     seeds = {m.get(b"reelhouse.seed") for m in metadata}
     if len(seeds) != 1 or None in seeds:
         found = sorted(str(s) for s in seeds)
-        raise ValueError(f"the catalogue files in {directory} come from different runs (seeds {found})")
+        raise CatalogueError(f"the catalogue files in {directory} come from different runs (seeds {found})")
     topics = tuple(metadata[0].get(b"reelhouse.topics", b"").decode().split(","))
     users, videos, tastes, mixes = (tables[n] for n in ("users", "videos", "user_tastes", "video_topics"))
     for name, table, ids, make_id in (
@@ -362,7 +364,7 @@ def read_catalogue(directory: str) -> WrittenCatalogue:
         expected = [make_id(i) for i in range(table.num_rows)]
         key = "user_id" if name == "users" else "video_id"
         if table[key].to_pylist() != expected or ids[key].to_pylist() != expected:
-            raise ValueError(f"{name} in {directory} are not in id order or do not match their latent file")
+            raise CatalogueError(f"{name} in {directory} are not in id order or do not match their latent file")
     start_ms = int(metadata[0].get(b"reelhouse.start_ms", b"0"))
     ms = pa.timestamp("ms", tz="UTC")
     creators = videos["creator_id"].to_pylist()

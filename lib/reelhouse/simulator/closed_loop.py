@@ -414,7 +414,8 @@ def variant_rates(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def compare_variants(config: ReelhouseConfig, frame: pd.DataFrame) -> tuple[list[Any], list[str]]:
     """experiments.stats summaries of each experiment in ``frame`` against its control; notes on what was not compared."""
-    from reelhouse.experiments.stats import ExperimentDataError, summarize
+    from reelhouse.errors import ExperimentDataError
+    from reelhouse.experiments.stats import summarize
 
     summaries: list[Any] = []
     notes: list[str] = []

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 _POLL_S = 0.05
 
 
+# Control flow of the health wait (callers turn it into a StackError), hence not in errors.py.
 class ServiceExited(Exception):
     """The process died while we waited for it to become healthy."""
 

@@ -4,16 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from reelhouse.errors import InteractionLogError
 from reelhouse.evaluation.data import evaluation_data
 from reelhouse.evaluation.item_features import read_item_features
-from reelhouse.evaluation.logfile import (
-    InteractionLogError,
-    LogColumns,
-    SplitPolicy,
-    epoch_seconds,
-    read_interaction_log,
-    write_quarantine,
-)
+from reelhouse.evaluation.logfile import LogColumns, SplitPolicy, epoch_seconds, read_interaction_log, write_quarantine
 
 # Eleven data lines: six clean, one per malformed reason, and one with a field too many.
 CSV = """user,item,when,rating,split

@@ -7,14 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from reelhouse.errors import InteractionLogError
 from reelhouse.evaluation.data import evaluation_data
-from reelhouse.evaluation.logfile import (
-    InteractionLogError,
-    LogColumns,
-    SplitPolicy,
-    parse_interaction_log,
-    read_interaction_log,
-)
+from reelhouse.evaluation.logfile import LogColumns, SplitPolicy, parse_interaction_log, read_interaction_log
 
 START_S = 1_790_000_000
 

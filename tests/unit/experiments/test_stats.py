@@ -10,14 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from reelhouse.experiments.stats import (
-    ExperimentDataError,
-    MetricSummary,
-    sample_ratio_p_value,
-    summarize,
-    summarize_users,
-    to_markdown,
-)
+from reelhouse.errors import ExperimentDataError
+from reelhouse.experiments.stats import MetricSummary, sample_ratio_p_value, summarize, summarize_users, to_markdown
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
