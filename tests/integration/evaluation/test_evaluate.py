@@ -20,7 +20,7 @@ from reelhouse.evaluation.logfile import LogColumns
 from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
 from reelhouse.lake import Lake
 from reelhouse.recall.metrics import metric_names
-from tests.unit.evaluation.synthetic import START_S, synthetic_log
+from tests.support.synthetic_log import START_S, synthetic_log
 
 pytestmark = pytest.mark.integration
 

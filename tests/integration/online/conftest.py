@@ -18,8 +18,8 @@ import pytest
 import redis
 
 from reelhouse.online.redis import RedisOnlineStore
+from tests.contracts.online_store import DEFAULT_TTL_S
 from tests.integration.conftest import free_ports, missing_prerequisite
-from tests.online_behaviour import DEFAULT_TTL_S
 
 START_TIMEOUT_S = 10.0
 TEST_PREFIX = "test:"

@@ -1,6 +1,6 @@
 """The Redis online store on a real redis-server (started by conftest.py on a free port).
 
-The store contract is in tests/online_behaviour.py, shared with the SQLite store; this module
+The store contract is in tests/contracts/online_store.py, shared with the SQLite store; this module
 runs it on Redis and checks what is Redis's own: the key layout (rows and change logs), expiry
 done by the server, atomic version checks between concurrent writers, and one round trip per
 chunk of keys.
@@ -21,8 +21,8 @@ from reelhouse.config import OnlineStoreConfig
 from reelhouse.online import open_online_store
 from reelhouse.online.redis import _CHUNK, RedisOnlineStore
 from reelhouse.online.store import wall_clock_ms
+from tests.contracts.online_store import DEFAULT_TTL_S, OnlineStoreBehaviour, now_s, row
 from tests.integration.online.conftest import TEST_PREFIX
-from tests.online_behaviour import DEFAULT_TTL_S, OnlineStoreBehaviour, now_s, row
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from reelhouse.online.redis import RedisOnlineStore
 from reelhouse.online.sqlite import SqliteOnlineStore
 from reelhouse.serving.features import VIEWS
 from reelhouse.serving.server import ServingServer
+from tests.contracts.feed_store import FeedStoreBehaviour
+from tests.contracts.online_store import DEFAULT_TTL_S
 from tests.integration.online.conftest import TEST_PREFIX, redis_client, redis_url  # noqa: F401 - fixtures
 from tests.integration.serving.conftest import AUTH, ServingEnvironment, serving_config
 from tests.integration.serving.private_redis import PrivateRedis
-from tests.online_behaviour import DEFAULT_TTL_S
-from tests.unit.serving.store_behaviour import FeedStoreBehaviour
 
 pytestmark = pytest.mark.integration
 

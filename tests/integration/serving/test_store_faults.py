@@ -19,9 +19,9 @@ from reelhouse.online.sqlite import SqliteOnlineStore
 from reelhouse.serving.metrics import ServingMetrics
 from reelhouse.serving.server import ServingServer
 from reelhouse.serving.state import SEEN_VIEW, StateWriter
+from tests.contracts.online_store import row
 from tests.integration.serving.conftest import ServingEnvironment, serving_config
 from tests.integration.serving.private_redis import PrivateRedis
-from tests.online_behaviour import row
 
 pytestmark = pytest.mark.integration
 

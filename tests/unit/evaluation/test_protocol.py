@@ -11,9 +11,9 @@ from reelhouse.evaluation.protocol import evaluate, evaluate_data, random_recomm
 from reelhouse.evaluation.report import markdown_report, write_report
 from reelhouse.recall.base import Interactions
 from reelhouse.recall.metrics import positives_matrix
+from tests.support.synthetic_log import synthetic_log
 
 from .fakes import CountSource, FavouriteTopicSource, FixedSource, OracleSource
-from .synthetic import synthetic_log
 
 
 def _tiny():
@@ -98,7 +98,7 @@ def test_pipeline_learns_to_rank_the_blended_candidates(synthetic_data, tmp_path
 
     models = result.models
     assert list(models) == ["random", "popularity", "count", "favourite", "pipeline"]
-    # The data's structure (module docstring of synthetic.py): topic > popularity > random.
+    # The data's structure (module docstring of tests/support/synthetic_log.py): topic > popularity > random.
     assert models["count"]["ndcg@10"] > 2 * models["random"]["ndcg@10"]
     assert models["favourite"]["ndcg@10"] > models["count"]["ndcg@10"]
     assert models["pipeline"]["ndcg@10"] > models["count"]["ndcg@10"]

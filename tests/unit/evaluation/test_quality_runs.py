@@ -15,8 +15,7 @@ from reelhouse.config import load_config
 from reelhouse.evaluation import pipeline as pipeline_module
 from reelhouse.evaluation.quality import REPORTED, best_source_above_pipeline, quality_runs
 from tests.conftest import PROJECT_DIR
-
-from .synthetic import synthetic_log
+from tests.support.synthetic_log import synthetic_log
 
 QUOTAS = {"ease": 20, "covisit": 20, "embedding": 10, "content": 10, "popularity": 10}  # no "als": no Spark
 GRID = {"ease": {"ease_reg": [5.0, 50.0]}, "covisit": {"covisit_shrink": [0.0, 5.0]}}
@@ -92,7 +91,7 @@ def test_three_runs_each_with_every_model_and_metric(runs):
 
 
 def test_the_sources_learn_something(runs):
-    # The log has structure (synthetic.py): every recall source beats the random floor.
+    # The log has structure (tests/support/synthetic_log.py): every recall source beats the random floor.
     result, _ = runs
     for run in result.values():
         floor = run["models"]["random"]["ndcg@10"]

@@ -1,6 +1,6 @@
 """The embedded online store on a real SQLite file (no server involved).
 
-The store contract is in tests/online_behaviour.py, shared with the Redis store; this module
+The store contract is in tests/contracts/online_store.py, shared with the Redis store; this module
 runs it on SQLite and adds what only SQLite has (an explicit purge, two connections on one file).
 """
 
@@ -17,7 +17,7 @@ import pytest
 from reelhouse.config import OnlineStoreConfig
 from reelhouse.online import SqliteOnlineStore, open_online_store
 from reelhouse.online import sqlite as sqlite_store
-from tests.online_behaviour import DEFAULT_TTL_S, OnlineStoreBehaviour, now_s, row
+from tests.contracts.online_store import DEFAULT_TTL_S, OnlineStoreBehaviour, now_s, row
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from reelhouse.online import FeatureRow, SqliteOnlineStore
 from reelhouse.serving.metrics import ServingMetrics
 from reelhouse.serving.state import RECENT_VIEW, SEEN_VIEW, StateWriter, live_videos, merged_list
-from tests.online_behaviour import DEFAULT_TTL_S
-from tests.unit.serving.store_behaviour import FeedStoreBehaviour
+from tests.contracts.feed_store import FeedStoreBehaviour
+from tests.contracts.online_store import DEFAULT_TTL_S
 
 T0_MS = 1_795_000_000_000
 HOUR_MS = 3_600_000

@@ -2,7 +2,7 @@
 
 A test module subclasses :class:`FeedStoreBehaviour` as ``Test...`` and provides a ``store`` fixture
 (an empty store, default TTL one hour) and ``second_store`` (another client of the same store, as a
-second service process would have). Times come from the wall clock, as in tests/online_behaviour.py.
+second service process would have). Times come from the wall clock, as in tests/contracts/online_store.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from reelhouse.online import FeatureRow, OnlineStore
 from reelhouse.online.store import SCAN_OVERLAP_MS, wall_clock_ms
 from reelhouse.serving.state import merged_list
-from tests.online_behaviour import DEFAULT_TTL_S, now_s, row
+from tests.contracts.online_store import DEFAULT_TTL_S, now_s, row
 
 
 def append(video: str, at_ms: int):
