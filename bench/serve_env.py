@@ -35,14 +35,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 if str(PROJECT_DIR) not in sys.path:  # `python bench/bench_serve.py` puts only bench/ on the path
     sys.path.insert(0, str(PROJECT_DIR))
 
-from reelhouse.config import ReelhouseConfig  # noqa: E402
-from reelhouse.features.registry import KEY_SEPARATOR, feature_names  # noqa: E402
-from reelhouse.features.views import features_view  # noqa: E402
-from reelhouse.lake import Lake, TableSpec  # noqa: E402
-from reelhouse.online.store import FeatureRow, OnlineStore, feature_version, open_online_store  # noqa: E402
-from reelhouse.recall.tables import ANY_USER, candidates_table, neighbours_table  # noqa: E402
-from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS  # noqa: E402
-from tests.integration.serving.conftest import (  # noqa: E402
+from bench.serving_data import (  # noqa: E402
     AGE_GROUPS,
     COUNTRIES,
     TABLE_SOURCES,
@@ -51,6 +44,13 @@ from tests.integration.serving.conftest import (  # noqa: E402
     synthetic_training_set,
     train_registered_rankers,
 )
+from reelhouse.config import ReelhouseConfig  # noqa: E402
+from reelhouse.features.registry import KEY_SEPARATOR, feature_names  # noqa: E402
+from reelhouse.features.views import features_view  # noqa: E402
+from reelhouse.lake import Lake, TableSpec  # noqa: E402
+from reelhouse.online.store import FeatureRow, OnlineStore, feature_version, open_online_store  # noqa: E402
+from reelhouse.recall.tables import ANY_USER, candidates_table, neighbours_table  # noqa: E402
+from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS  # noqa: E402
 
 log = logging.getLogger("bench.serve.env")
 
