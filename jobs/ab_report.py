@@ -7,22 +7,18 @@ Re-running an interval replaces its rows (idempotent). The report goes to --out,
 <data_dir>/ab/<experiment>/<start>_<end>/. Exit code 1 when an experiment could not be analysed.
 """
 
-import datetime as dt
 import sys
 from pathlib import Path
 
+from reelhouse.arguments import utc_time
 from reelhouse.experiments.report import ab_report
 from reelhouse.jobs import job_parser, run_spark_job
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument(
-        "--start", type=dt.datetime.fromisoformat, required=True, help="first impression time (ISO, UTC)"
-    )
-    parser.add_argument(
-        "--end", type=dt.datetime.fromisoformat, required=True, help="impressions before this time (ISO, UTC)"
-    )
+    parser.add_argument("--start", type=utc_time, required=True, help="first impression time (ISO, UTC)")
+    parser.add_argument("--end", type=utc_time, required=True, help="impressions before this time (ISO, UTC)")
     parser.add_argument(
         "--experiment", help="analyse only this experiment (default: every one running in the interval)"
     )

@@ -10,6 +10,7 @@ Pass --start and --end for a reproducible build; --end defaults to the start of 
 import datetime as dt
 import sys
 
+from reelhouse.arguments import utc_time
 from reelhouse.jobs import job_parser, run_spark_job
 from reelhouse.training.dataset import build_training_set
 
@@ -17,9 +18,9 @@ from reelhouse.training.dataset import build_training_set
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
     first = parser.add_mutually_exclusive_group(required=True)
-    first.add_argument("--start", type=dt.datetime.fromisoformat, help="first impression time (ISO, UTC)")
+    first.add_argument("--start", type=utc_time, help="first impression time (ISO, UTC)")
     first.add_argument("--days", type=float, help="or: impressions of this many days before --end")
-    parser.add_argument("--end", type=dt.datetime.fromisoformat, help="impressions before this time (ISO, UTC)")
+    parser.add_argument("--end", type=utc_time, help="impressions before this time (ISO, UTC)")
     args = parser.parse_args(argv)
     end = args.end or dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     start = args.start or end - dt.timedelta(days=args.days)

@@ -10,6 +10,7 @@ are written by delta-spark.
 
 import sys
 
+from reelhouse.arguments import add_interaction_log_arguments
 from reelhouse.config import ReelhouseConfig
 from reelhouse.evaluation.lake_import import import_interactions
 from reelhouse.evaluation.logfile import ImportReport, LogColumns, SplitPolicy
@@ -19,21 +20,12 @@ from reelhouse.jobs import job_parser, run_spark_job
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
     parser.add_argument("--path", required=True, help="the interaction log (.csv, .parquet or a Parquet directory)")
-    parser.add_argument("--user-col", default="user_id")
-    parser.add_argument("--item-col", default="item_id")
-    parser.add_argument("--time-col", default=None, help="epoch s/ms/us/ns or ISO 8601")
-    parser.add_argument("--rating-col", default=None, help="rating or watch ratio")
-    parser.add_argument("--split-col", default=None, help="train/valid/test (default: a time cut, else a random split)")
-    parser.add_argument("--valid-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=7, help="seed of the random split")
-    parser.add_argument("--item-features", default=None, help="CSV or Parquet of item attributes and vectors")
-    parser.add_argument("--item-features-col", default=None, help="its item column (default: --item-col)")
+    add_interaction_log_arguments(parser)
     args = parser.parse_args(argv)
     columns = LogColumns(args.user_col, args.item_col, args.time_col, args.rating_col, args.split_col)
 
     def body(spark, config: ReelhouseConfig) -> ImportReport:
-        policy = SplitPolicy(args.valid_fraction, args.test_fraction, args.seed)
+        policy = SplitPolicy(args.valid_fraction, args.test_fraction, args.split_seed, method=args.split_method)
         return import_interactions(
             spark, config, args.path, columns, policy, args.item_features, args.item_features_col
         )

@@ -5,18 +5,14 @@ spark-submit jobs/ingest_events.py --config conf/local.yaml [--trigger available
 
 import sys
 
+from reelhouse.arguments import add_trigger_argument
 from reelhouse.jobs import job_parser, run_spark_job
 from reelhouse.streaming.ingest import run_ingestion
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument(
-        "--trigger",
-        choices=["available_now", "processing_time"],
-        default=None,
-        help="available_now drains the topic and stops; processing_time runs until stopped (default: config)",
-    )
+    add_trigger_argument(parser)
     args = parser.parse_args(argv)
     return run_spark_job(args, "ingest_events", lambda spark, config: run_ingestion(spark, config, args.trigger))
 

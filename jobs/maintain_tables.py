@@ -8,14 +8,14 @@ maintained), 2 on a configuration error.
 
 import sys
 
+from reelhouse.arguments import add_maintenance_arguments
 from reelhouse.jobs import job_parser, run_spark_job
-from reelhouse.lake.maintenance import run_maintenance, table_names
+from reelhouse.lake.maintenance import run_maintenance
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument("--tables", type=table_names, default=None, help="comma-separated tables (default: config)")
-    parser.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")
+    add_maintenance_arguments(parser)
     args = parser.parse_args(argv)
     return run_spark_job(
         args,

@@ -4,22 +4,16 @@ spark-submit jobs/materialize_online.py --config conf/local.yaml                
 spark-submit jobs/materialize_online.py --feature-time 2026-11-22T00:00:00+00:00 --entities video,user
 """
 
-import datetime as dt
 import sys
 
+from reelhouse.arguments import add_materialize_arguments
 from reelhouse.jobs import job_parser, run_spark_job
 from reelhouse.online.materialize import materialize_online, parse_entities
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument(
-        "--feature-time",
-        default=None,
-        type=dt.datetime.fromisoformat,
-        help="the feature time to load (ISO, UTC whole hour; default: each table's latest)",
-    )
-    parser.add_argument("--entities", default=None, help="comma-separated: video,user,user_topic (default: all)")
+    add_materialize_arguments(parser)
     args = parser.parse_args(argv)
     entities = parse_entities(args.entities)
     return run_spark_job(

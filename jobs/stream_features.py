@@ -5,18 +5,14 @@ spark-submit jobs/stream_features.py --config conf/local.yaml [--trigger availab
 
 import sys
 
+from reelhouse.arguments import add_trigger_argument
 from reelhouse.jobs import job_parser, run_spark_job
 from reelhouse.speed.job import run_speed_layer
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser(__doc__)
-    parser.add_argument(
-        "--trigger",
-        choices=["available_now", "processing_time"],
-        default=None,
-        help="available_now drains the topic and stops; processing_time runs until stopped (default: config)",
-    )
+    add_trigger_argument(parser)
     args = parser.parse_args(argv)
     return run_spark_job(args, "stream_features", lambda spark, config: run_speed_layer(spark, config, args.trigger))
 

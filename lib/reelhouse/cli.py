@@ -7,12 +7,12 @@ Heavy modules (pyspark, deltalake) are imported inside the subcommands that need
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 
+from reelhouse.arguments import add_maintenance_arguments, add_materialize_arguments, add_trigger_argument
 from reelhouse.config import load_config
 from reelhouse.errors import ReelhouseError
-from reelhouse.jobs import configure_logging
+from reelhouse.jobs import configure_logging, job_session
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +61,9 @@ def _closed_loop(config, args: argparse.Namespace) -> int:  # noqa: ANN001 - a R
 
 
 def _run_stream(args: argparse.Namespace, name: str, run) -> int:  # noqa: ANN001 - a run_* function
-    from reelhouse.session import spark_session
-
     config = load_config(args.config)
-    spark = spark_session(config, name)
-    try:
+    with job_session(config, name) as spark:
         print(run(spark, config, trigger=args.trigger).to_json())
-    finally:
-        spark.stop()
     return 0
 
 
@@ -86,31 +81,24 @@ def _cmd_stream_features(args: argparse.Namespace) -> int:
 
 def _cmd_materialize(args: argparse.Namespace) -> int:
     from reelhouse.online.materialize import materialize_online, parse_entities
-    from reelhouse.session import spark_session
 
     config = load_config(args.config)
     entities = parse_entities(args.entities)
-    spark = spark_session(config, "materialize_online")
-    try:
+    with job_session(config, "materialize_online") as spark:
         print(materialize_online(spark, config, args.feature_time, entities).to_json())
-    finally:
-        spark.stop()
     return 0
 
 
 def _cmd_maintain(args: argparse.Namespace) -> int:
     from reelhouse.lake import Lake
-    from reelhouse.lake.maintenance import maintain, maintenance_settings, table_names
-    from reelhouse.session import spark_session
+    from reelhouse.lake.maintenance import maintain, maintenance_settings
 
     config = load_config(args.config)
-    tables = table_names(args.tables) if args.tables is not None else None
-    settings = maintenance_settings(config, tables, args.retention_hours)  # a bad override fails before Spark starts
-    spark = spark_session(config, "maintain_tables")
-    try:
+    settings = maintenance_settings(
+        config, args.tables, args.retention_hours
+    )  # a bad override fails before Spark starts
+    with job_session(config, "maintain_tables") as spark:
         report = maintain(spark, Lake(config.lake), settings)
-    finally:
-        spark.stop()
     print(report.to_json())
     return 0 if report.ok else 1
 
@@ -139,22 +127,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from reelhouse.evaluation.run import options_from_args, run_evaluation
-    from reelhouse.session import spark_session
 
     config = load_config(args.config)
     sessions = []
 
-    def spark():  # noqa: ANN202 - started on first use: a CSV without ALS needs no Spark
-        if not sessions:
-            sessions.append(spark_session(config, "evaluate"))
-        return sessions[0]
+    with ExitStack() as stack:
 
-    try:
+        def spark():  # noqa: ANN202 - started on first use: a CSV without ALS needs no Spark
+            if not sessions:
+                sessions.append(stack.enter_context(job_session(config, "evaluate")))
+            return sessions[0]
+
         run = run_evaluation(config, options_from_args(args), spark)
-    finally:
-        for session in sessions:
-            session.stop()
     print(run.markdown)
     print(f"report: {run.paths['markdown']}  plot: {run.paths['plot']}")
     print(run.result.to_json())
@@ -190,31 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="run the Kafka -> bronze ingestion stream in this process")
     _add_config(ingest)
-    ingest.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
+    add_trigger_argument(ingest)
     ingest.set_defaults(func=_cmd_ingest)
 
     speed = sub.add_parser("stream-features", help="run the speed layer (Kafka -> online features) in this process")
     _add_config(speed)
-    speed.add_argument("--trigger", choices=["available_now", "processing_time"], default=None)
+    add_trigger_argument(speed)
     speed.set_defaults(func=_cmd_stream_features)
 
     materialize = sub.add_parser(
         "materialize", help="load gold features (the latest feature time) into the online store"
     )
     _add_config(materialize)
-    materialize.add_argument(
-        "--feature-time",
-        default=None,
-        type=dt.datetime.fromisoformat,
-        help="the feature time to load (ISO, UTC whole hour; default: each table's latest)",
-    )
-    materialize.add_argument("--entities", default=None, help="comma-separated: video,user,user_topic (default: all)")
+    add_materialize_arguments(materialize)
     materialize.set_defaults(func=_cmd_materialize)
 
     maintain = sub.add_parser("maintain", help="compact, vacuum and checkpoint the Delta tables (safe with streams)")
     _add_config(maintain)
-    maintain.add_argument("--tables", default=None, help="comma-separated tables (default: config)")
-    maintain.add_argument("--retention-hours", type=int, default=None, help="VACUUM retention (default: config)")
+    add_maintenance_arguments(maintain)
     maintain.set_defaults(func=_cmd_maintain)
 
     evaluate = sub.add_parser(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from reelhouse.config import ReelhouseConfig, load_config
@@ -49,18 +50,25 @@ def run_job(args: argparse.Namespace, job_name: str, body: Callable[[ReelhouseCo
     return 1 if getattr(result, "ok", True) is False else 0
 
 
+@contextmanager
+def job_session(config: ReelhouseConfig, job_name: str) -> Iterator[Any]:
+    """The one way a job or CLI command gets Spark: the config's session, stopped on the way out."""
+    from reelhouse.session import spark_session
+
+    spark = spark_session(config, job_name)
+    try:
+        yield spark
+    finally:
+        # Stopping Spark explicitly: a driver that exits with delta-rs loaded and Spark
+        # still up can abort in native teardown.
+        spark.stop()
+
+
 def run_spark_job(args: argparse.Namespace, job_name: str, body: Callable[[Any, ReelhouseConfig], Any]) -> int:
     """:func:`run_job` with the one SparkSession built from the config: ``body(spark, config)``."""
 
     def with_spark(config: ReelhouseConfig) -> Any:
-        from reelhouse.session import spark_session
-
-        spark = spark_session(config, job_name)
-        try:
+        with job_session(config, job_name) as spark:
             return body(spark, config)
-        finally:
-            # Stopping Spark explicitly: a driver that exits with delta-rs loaded and Spark
-            # still up can abort in native teardown.
-            spark.stop()
 
     return run_job(args, job_name, with_spark)

@@ -144,7 +144,7 @@ def options_from_args(args: argparse.Namespace) -> EvaluateOptions:
         item_features_col=args.item_features_col,
         vector_col=args.vector_col,
         min_rating=args.min_rating,
-        split=SplitPolicy(args.valid_fraction, args.test_fraction, method=args.split_method),
+        split=SplitPolicy(args.valid_fraction, args.test_fraction, args.split_seed, method=args.split_method),
         output_dir=args.output_dir,
         max_users=args.max_users,
         pipeline=args.pipeline,
