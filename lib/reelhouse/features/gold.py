@@ -23,6 +23,7 @@ from reelhouse.features.batch import feature_event_time, window_features, with_s
 from reelhouse.features.registry import AGES, DECAYED, ENTITY_KEYS, MEASURES, SHARES, WINDOWS, features_for
 from reelhouse.lake import Lake, TableSpec
 from reelhouse.lake.partitions import hour_partition
+from reelhouse.progress import stage
 from reelhouse.silver.tables import SILVER_EVENTS
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ def build_features(spark: SparkSession, config: ReelhouseConfig, as_of: dt.datet
         for entity, frame in frames.items():
             table = feature_table(entity)
             frame = with_shares(frame, entity, frames).withColumn("feature_hour", F.lit(hour))
-            commit = lake.replace_partitions(frame, table, "feature_hour", [hour])
+            with stage(log, f"gold: {table.name} as of {hour}") as done:
+                commit = lake.replace_partitions(frame, table, "feature_hour", [hour])
+                done(rows=commit.rows)
             result.rows[table.name] = commit.rows
     finally:
         events.unpersist()

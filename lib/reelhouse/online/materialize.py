@@ -45,6 +45,7 @@ from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.lake.partitions import hour_partition, partition_hour
 from reelhouse.online.store import FeatureRow, FeatureValue, OnlineStore, feature_version, open_online_store
+from reelhouse.progress import stage
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -221,7 +222,9 @@ def materialize_online(
             F.coalesce(F.sum("changed"), F.lit(0)).alias("changed"),
             F.coalesce(F.sum("chunks"), F.lit(0)).alias("chunks"),
         )
-        (total,) = counts.collect()  # one row of sums, whatever the table's size
+        with stage(log, f"materialise: {spec.name} v{version} {hour} -> {view}") as done:
+            (total,) = counts.collect()  # one row of sums, whatever the table's size
+            done(rows=int(total["rows"]), changed=int(total["changed"]))
         moment = partition_hour(hour)
         load = ViewLoad(
             table=spec.name,

@@ -21,6 +21,7 @@ from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import ReelhouseError
 from reelhouse.lake import Lake
 from reelhouse.lake.partitions import hour_partition
+from reelhouse.progress import stage
 from reelhouse.silver.tables import DIM_USERS, DIM_VIDEOS, SILVER_EVENTS
 from reelhouse.silver.transforms import (
     deduplicate,
@@ -96,7 +97,8 @@ def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetim
     hours = interval_hours(start, end)
     silver_config = config.silver
     lake = Lake(config.lake)
-    dimensions = refresh_dimensions(spark, lake, config.simulator.catalogue_dir)
+    with stage(log, "silver: refresh dimensions"):
+        dimensions = refresh_dimensions(spark, lake, config.simulator.catalogue_dir)
     bronze_version = lake.version(BRONZE_EVENTS.name, spark)
     bronze = lake.read(spark, BRONZE_EVENTS.name, version=bronze_version)
     candidates = received_in_time(bronze, start, end, silver_config.allowed_lateness_s).cache()
@@ -131,7 +133,9 @@ def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetim
     enriched = with_partitions(
         with_dimensions(sessions.withColumn("received_at", F.col("kafka_timestamp")), users, videos)
     )
-    commit = lake.replace_partitions(enriched, SILVER_EVENTS, "event_hour", hours)
+    with stage(log, f"silver: write {len(hours)} hour partition(s)") as done:
+        commit = lake.replace_partitions(enriched, SILVER_EVENTS, "event_hour", hours)
+        done(rows=commit.rows, version=commit.version)
     late = too_late(bronze, start, end, silver_config.allowed_lateness_s).count()
     received = candidates.count()
     unique = candidates.select("event_id").distinct().count()

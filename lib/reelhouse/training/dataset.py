@@ -61,6 +61,7 @@ from reelhouse.features.gold import feature_table
 from reelhouse.features.registry import COMPLETION_THRESHOLD, ENTITIES, ENTITY_KEYS, TILE_S, feature_names
 from reelhouse.lake import Lake, TableSpec, commit_metadata
 from reelhouse.lake.partitions import hour_partition
+from reelhouse.progress import stage
 from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.training.columns import (
     CATEGORICAL_COLUMNS,
@@ -434,7 +435,9 @@ def build_training_set(
 
     window = dt.timedelta(seconds=settings.attribution_window_s)
     events = _silver_events(lake, spark, versions[SILVER_EVENTS.name], start, end + window)
-    stats = _impression_stats(events, start, end, settings.valid_fraction, settings.test_fraction)
+    with stage(log, "training set: count impressions and place the split cuts") as done:
+        stats = _impression_stats(events, start, end, settings.valid_fraction, settings.test_fraction)
+        done(attributable=stats.attributable, without_request_id=stats.no_request_id)
     if not stats.attributable or stats.cuts_us is None or stats.first_known_s is None:
         raise ReelhouseError(
             f"silver_events v{versions[SILVER_EVENTS.name]} has no impressions with a request id in "
@@ -461,8 +464,12 @@ def build_training_set(
     )
     interval = {"start": start.isoformat(), "end": end.isoformat()}
     metadata = {INPUT_VERSIONS_KEY: json.dumps(versions, sort_keys=True), INTERVAL_KEY: json.dumps(interval)}
-    with _session_conf(spark, *_CO_PARTITION_CONF):  # Spark plans the query when it writes
+    with (
+        stage(log, f"training set: attribute, join features point in time, write {spec.name}") as done,
+        _session_conf(spark, *_CO_PARTITION_CONF),  # Spark plans the query when it writes
+    ):
         commit = lake.overwrite(examples, spec, metadata=metadata)
+        done(version=commit.version)
     metrics = observed.get
     rows = {s: int(metrics.get(s) or 0) for s in SPLITS}
     result = TrainingSetResult(
