@@ -2,7 +2,7 @@
 
 A few exceptions live next to their code on purpose: they are control flow inside one module and
 never reach a user (``events.contract.Invalid`` becomes a quarantine reason, ``stack.health.ServiceExited``
-a StackError, ``serving.security.RequestError`` an HTTP answer, ``serving.state.StoreUnavailable`` a
+a StackError, ``serving.security.RequestError`` an HTTP answer, ``serving.store_client.StoreUnavailable`` a
 degraded feed, ``serving.ranking.UnsupportedModel`` the slower scoring path).
 """
 

@@ -15,7 +15,7 @@ import pytest
 
 from reelhouse.online import FeatureRow, OnlineStore
 from reelhouse.online.store import SCAN_OVERLAP_MS, wall_clock_ms
-from reelhouse.serving.state import merged_list
+from reelhouse.serving.user_state import merged_list
 from tests.contracts.online_store import DEFAULT_TTL_S, now_s, row
 
 

@@ -60,7 +60,9 @@ from reelhouse.serving.ranking import TRENDING, ModelRanker, Ranker, request_see
 from reelhouse.serving.recall import Candidates, RecallIndex
 from reelhouse.serving.rerank import rerank
 from reelhouse.serving.security import FeedParams
-from reelhouse.serving.state import RECENT_VIEW, SEEN_VIEW, ServingState, StoreUnavailable, live_videos
+from reelhouse.serving.state import ServingState
+from reelhouse.serving.store_client import StoreUnavailable
+from reelhouse.serving.user_state import RECENT_VIEW, SEEN_VIEW, live_videos
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from reelhouse.online.redis import RedisOnlineStore
 from reelhouse.online.sqlite import SqliteOnlineStore
 from reelhouse.serving.metrics import ServingMetrics
 from reelhouse.serving.server import ServingServer
-from reelhouse.serving.state import SEEN_VIEW, StateWriter
+from reelhouse.serving.user_state import SEEN_VIEW, StateWriter
 from tests.contracts.online_store import row
 from tests.integration.serving.conftest import ServingEnvironment, serving_config
 from tests.integration.serving.private_redis import PrivateRedis

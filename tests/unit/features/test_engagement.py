@@ -3,7 +3,7 @@ label and the registry's engagement measure must agree on it, comments included 
 
 The label is checked through training's own :func:`label_condition`, evaluated on a plain row built
 the way the training set attributes outcomes to an impression (a flag per outcome type, the best
-play's watch ratio); serving through the rule serving/app.py calls for every posted event.
+play's watch ratio); serving through the rule serving/handlers.py calls for every posted event.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from reelhouse.events.contract import OUTCOME_TYPES
 from reelhouse.features.engagement import ENGAGEMENT_TYPES, watch_ratio
 from reelhouse.features.registry import MEASURES
-from reelhouse.serving import app as serving_app
+from reelhouse.serving import handlers as serving_handlers
 from reelhouse.training.columns import OUTCOME_FLAGS, WATCH_RATIO
 from reelhouse.training.dataset import label_condition
 
@@ -45,7 +45,7 @@ def training_label(events: list[dict[str, Any]], threshold: float) -> bool:
 
 
 def serving_engaged(events: list[dict[str, Any]], threshold: float) -> bool:
-    return any(serving_app.is_engagement(e, threshold) for e in events)
+    return any(serving_handlers.is_engagement(e, threshold) for e in events)
 
 
 def test_every_outcome_type_has_a_training_flag():

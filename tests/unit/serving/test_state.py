@@ -9,7 +9,7 @@ import pytest
 
 from reelhouse.online import FeatureRow, SqliteOnlineStore
 from reelhouse.serving.metrics import ServingMetrics
-from reelhouse.serving.state import RECENT_VIEW, SEEN_VIEW, StateWriter, live_videos, merged_list
+from reelhouse.serving.user_state import RECENT_VIEW, SEEN_VIEW, StateWriter, live_videos, merged_list
 from tests.contracts.feed_store import FeedStoreBehaviour
 from tests.contracts.online_store import DEFAULT_TTL_S
 
