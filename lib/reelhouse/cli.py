@@ -123,7 +123,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from reelhouse.demo import run_demo
 
-    return run_demo(args.config, keep_stack=args.keep_stack)
+    return run_demo(
+        args.config,
+        keep_stack=args.keep_stack,
+        closed_loop_s=args.closed_loop_seconds,
+        closed_loop_users=args.closed_loop_users,
+    )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -222,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole loop on one machine: stack, traffic, ingestion, summary")
     _add_config(demo)
     demo.add_argument("--keep-stack", action="store_true", help="leave the local stack running afterwards")
+    from reelhouse.demo import CLOSED_LOOP_S, CLOSED_LOOP_USERS
+
+    demo.add_argument(
+        "--closed-loop-seconds",
+        type=float,
+        default=CLOSED_LOOP_S,
+        help=f"how long simulated users drive the feed service (default: {CLOSED_LOOP_S:.0f})",
+    )
+    demo.add_argument(
+        "--closed-loop-users",
+        type=int,
+        default=CLOSED_LOOP_USERS,
+        help=f"simulated users of the closed loop (default: {CLOSED_LOOP_USERS})",
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -29,18 +29,22 @@ from collections import Counter
 from pathlib import Path
 
 from reelhouse.config import ReelhouseConfig
-from reelhouse.lake import Lake
-from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+
+# The lake and the tables are imported where used: the CLI imports this module's defaults at start-up.
 
 log = logging.getLogger(__name__)
 
 STEPS = 12
-CLOSED_LOOP_S = 90.0  # wall-clock seconds of simulated users driving the feed service
+CLOSED_LOOP_S = 90.0  # wall-clock seconds of simulated users driving the feed service (default)
+CLOSED_LOOP_USERS = 600  # simulated users of the closed loop (default)
 DEMO_TIME_SCALE = 2_400.0  # 10 s of traffic at the default rate = 6.7 simulated hours
 SECRET_FILE_MODE = 0o600  # owner read/write: the local overrides file holds the service token
 
 
 def _summary(config: ReelhouseConfig, simulated: object, ingested: object, seconds: float) -> str:
+    from reelhouse.lake import Lake
+    from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+
     lake = Lake(config.lake)
     bronze = lake.to_arrow(BRONZE_EVENTS.name, columns=["event_type"])
     quarantine = lake.to_arrow(QUARANTINE_EVENTS.name, columns=["reason"])
@@ -82,15 +86,16 @@ _SHOWN = {
 
 def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     """Silver and gold for the hours the traffic covered, the speed layer, the online store."""
-
     from pyspark.sql import functions as F
 
     from reelhouse.features.gold import build_features
     from reelhouse.features.views import features_view
+    from reelhouse.lake import Lake
     from reelhouse.online import open_online_store
     from reelhouse.online.materialize import materialize_online
     from reelhouse.silver.build import build_silver
     from reelhouse.speed.job import run_speed_layer
+    from reelhouse.streaming.tables import BRONZE_EVENTS
 
     lake = Lake(config.lake)
     bronze = lake.read(spark, BRONZE_EVENTS.name)
@@ -221,13 +226,15 @@ def ensure_serving_token(config_path: Path) -> bool:
     return True
 
 
-def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path) -> list[str]:
+def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path, seconds: float, users: int) -> list[str]:
     """Start the feed service, let simulated users use it, land their events in bronze."""
     import subprocess
 
+    from reelhouse.lake import Lake
     from reelhouse.simulator.closed_loop import run_closed_loop
     from reelhouse.simulator.options import ClosedLoopOptions
     from reelhouse.streaming.ingest import run_ingestion
+    from reelhouse.streaming.tables import BRONZE_EVENTS
 
     serving = config.serving
     url = f"http://{serving.host}:{serving.port}"
@@ -235,7 +242,7 @@ def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path) -> l
         "[11/%d] feed service on %s, then %.0f s of simulated users (closed loop, A/B variants)",
         STEPS,
         url,
-        CLOSED_LOOP_S,
+        seconds,
     )
     logs = Path(config.data_dir) / "serving.log"
     command = [str(Path(sys.executable).parent / "reelhouse"), "serve", "--config", str(config_path)]
@@ -243,7 +250,9 @@ def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path) -> l
         service = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_until_ready(f"{url}/readyz", service, logs, timeout_s=180)
-        options = ClosedLoopOptions.from_config(config, url=url, users=600, concurrency=24, duration_s=CLOSED_LOOP_S)
+        options = ClosedLoopOptions.from_config(
+            config, url=url, users=users, concurrency=min(24, users), duration_s=seconds
+        )
         report, markdown = run_closed_loop(config, options)
     finally:
         service.terminate()
@@ -298,7 +307,13 @@ def _fmt(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def run_demo(config_path: str | Path | None = None, keep_stack: bool = False) -> int:
+def run_demo(
+    config_path: str | Path | None = None,
+    keep_stack: bool = False,
+    closed_loop_s: float = CLOSED_LOOP_S,
+    closed_loop_users: int = CLOSED_LOOP_USERS,
+) -> int:
+    """The whole loop (module docstring); ``closed_loop_s``/``closed_loop_users`` size its last step."""
     from reelhouse.config import load_config
     from reelhouse.config.loader import config_file
     from reelhouse.jobs import configure_logging
@@ -346,7 +361,7 @@ def run_demo(config_path: str | Path | None = None, keep_stack: bool = False) ->
         spark = spark_session(config, "demo")
         ingested = run_ingestion(spark, config, trigger="available_now")
         layers = _layers(spark, config)
-        layers += _closed_loop(spark, config, config_path)
+        layers += _closed_loop(spark, config, config_path, closed_loop_s, closed_loop_users)
         log.info("summarising")
         print(_summary(config, simulated, ingested, time.monotonic() - started))
         print("\n".join(layers))
