@@ -4,43 +4,23 @@ Two producer processes write to every partition at once, as any Kafka clients ma
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import TopicPartition
 
 from reelhouse.config import ReelhouseConfig
 from reelhouse.events.contract import Invalid, validate_payload
-from reelhouse.kafka import admin_client, consumer
-from reelhouse.kafka.clients import client_options
 from reelhouse.simulator import SimulationOptions, run_simulation
+from tests.support.kafka import read_topic_to_end
 
 pytestmark = pytest.mark.integration
 
 
 def read_topic(config: ReelhouseConfig, topic: str, timeout_s: float = 60.0) -> list:
-    """Every message of ``topic``: each partition from its first offset to its end (high watermark)."""
-    reader = consumer(client_options(config.kafka))
-    try:
-        partitions = sorted(admin_client(config.kafka).list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
-        messages = []
-        read_to = dict.fromkeys(partitions, 0)
-        deadline = time.monotonic() + timeout_s
-        while any(read_to[p] < ends[p] for p in partitions):
-            assert time.monotonic() < deadline, f"read {read_to} of {ends} within {timeout_s} s"
-            for message in reader.consume(10_000, timeout=0.5):
-                assert message.error() is None, message.error()
-                messages.append(message)
-                read_to[message.partition()] = message.offset() + 1
-    finally:
-        reader.close()
-    return messages
+    return read_topic_to_end(config, topic, timeout_s)
 
 
 def test_run_simulation_produces_exactly_what_it_reports(stack_config: ReelhouseConfig) -> None:

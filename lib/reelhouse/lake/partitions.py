@@ -16,8 +16,9 @@ SPARK_HOUR_FORMAT = "yyyy-MM-dd'T'HH"  # HOUR_FORMAT as a Spark datetime pattern
 
 
 def hour_partition(moment: dt.datetime) -> str:
-    """The partition value of the UTC hour containing ``moment`` (timezone-aware; a naive one is
-    read as local time, as ``datetime.astimezone`` reads it)."""
+    """The partition value of the UTC hour containing ``moment``; a naive ``moment`` is UTC (the
+    project's one time rule, reelhouse/arguments.py), never the machine's local time."""
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
     return moment.astimezone(dt.UTC).strftime(HOUR_FORMAT)
 
 

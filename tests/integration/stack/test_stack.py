@@ -17,14 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from reelhouse.config import KafkaConfig, ReelhouseConfig, TopicConfig
 from reelhouse.errors import StackError
-from reelhouse.kafka import admin_client, consumer, ensure_topic, kafka_python_consumer, producer
-from reelhouse.kafka.clients import client_options
+from reelhouse.kafka import admin_client, ensure_topic, kafka_python_consumer, producer
 from reelhouse.stack import LocalStack, health, local, processes
 from reelhouse.stack.services import is_broker_command
+from tests.support.kafka import read_topic_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -42,24 +41,8 @@ def fresh_topic(config: ReelhouseConfig, partitions: int) -> str:
 
 
 def read_all(config: ReelhouseConfig, topic: str, timeout_s: float = 60.0) -> list[bytes]:
-    """Every message of ``topic``: from the first offset up to each partition's end (high watermark)."""
-    reader = consumer(client_options(config.kafka))
-    try:
-        partitions = sorted(reader.list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        values: list[bytes] = []
-        read_to = dict.fromkeys(partitions, 0)
-        deadline = time.monotonic() + timeout_s
-        while any(read_to[p] < ends[p] for p in partitions):
-            assert time.monotonic() < deadline, f"read {read_to} of {ends} within {timeout_s} s"
-            for message in reader.consume(num_messages=10_000, timeout=0.5):
-                assert message.error() is None, message.error()
-                values.append(message.value())
-                read_to[message.partition()] = message.offset() + 1
-        return values
-    finally:
-        reader.close()
+    """Every message value of ``topic``, to each partition's end."""
+    return [message.value() for message in read_topic_to_end(config, topic, timeout_s)]
 
 
 def produce_numbers(kafka: KafkaConfig, topic: str, numbers: range) -> None:

@@ -21,3 +21,8 @@ def test_values_sort_as_the_hours_do():
     start = dt.datetime(2026, 12, 31, 20, tzinfo=dt.UTC)
     hours = [start + dt.timedelta(hours=h) for h in range(0, 30, 3)]
     assert sorted(hour_partition(h) for h in reversed(hours)) == [hour_partition(h) for h in hours]
+
+
+def test_a_naive_time_is_utc_not_local_time() -> None:
+    # Whatever the machine's zone, a time without an offset names the UTC hour it reads as.
+    assert hour_partition(dt.datetime(2026, 11, 21, 5, 30)) == "2026-11-21T05"
