@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reelhouse.config.models import ReelhouseConfig
 from reelhouse.errors import ConfigError
@@ -50,6 +50,26 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _seed_dict_defaults(data: dict[str, Any], override: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``data`` with the code's default of every dict-valued setting ``override`` names and ``data``
+    lacks, so that ``REELHOUSE__RECALL__QUOTAS__ALS=0`` changes one quota of the default map instead
+    of replacing the whole map with ``{als: 0}`` (config files hold only what differs from defaults)."""
+    seeded = dict(data)
+    for key, value in override.items():
+        field = model.model_fields.get(key)
+        if field is None or not isinstance(value, Mapping):
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = seeded.get(key)
+            seeded[key] = _seed_dict_defaults(dict(current) if isinstance(current, Mapping) else {}, value, annotation)
+        elif key not in seeded and field.default_factory is not None:
+            default = field.default_factory()  # type: ignore[call-arg]
+            if isinstance(default, dict):
+                seeded[key] = default
+    return seeded
 
 
 # Maps of librdkafka settings: their keys are dotted (sasl.password), which an environment
@@ -163,8 +183,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     data = _read_yaml(config_path)
     local_path = local_overrides_file(config_path)
     if local_path.exists():
-        data = _merge(data, _read_yaml(local_path))
-    data = _merge(data, env_overrides(environ))
+        local = _read_yaml(local_path)
+        data = _merge(_seed_dict_defaults(data, local, ReelhouseConfig), local)
+    overrides = env_overrides(environ)
+    data = _merge(_seed_dict_defaults(data, overrides, ReelhouseConfig), overrides)
     try:
         config = ReelhouseConfig.model_validate(data)
     except ValidationError as e:

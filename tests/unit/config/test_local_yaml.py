@@ -196,3 +196,11 @@ def test_the_checker_catches_a_default_added_to_a_copy_of_conf_local_yaml(tmp_pa
     monkeypatch.setattr(sys.modules[__name__], "LOCAL_YAML", copy)
     with pytest.raises(AssertionError, match=r"kafka\.events_topic\.replication_factor, training\.promotion_margin"):
         test_conf_local_yaml_sets_no_value_equal_to_the_code_default()
+
+
+def test_an_override_of_one_key_of_a_default_map_keeps_the_other_keys() -> None:
+    # conf/local.yaml no longer spells out recall.quotas: overriding one quota must change that one
+    # quota of the code's default map, not replace the map with {als: 0}.
+    config = load_config(LOCAL_YAML, environ={"REELHOUSE__RECALL__QUOTAS__ALS": "0"})
+    defaults = ReelhouseConfig.model_fields["recall"].default_factory().quotas
+    assert config.recall.quotas == {**defaults, "als": 0}
