@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 
 from reelhouse.config import load_config
 from reelhouse.evaluation.quality import PUBLISHED_NDCG_AT_10, best_source_above_pipeline, quality_runs
-from reelhouse.session import spark_session
+from reelhouse.jobs import job_session
 
 RECBOLE = "recbole==1.2.1"
 WHEEL = "recbole-1.2.1-py3-none-any.whl"
@@ -80,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown lines would follow the JSON
     config = load_config(args.config)
     ratings, items = movielens_100k(recbole_wheel(args.cache))
-    sessions = []
+    with tempfile.TemporaryDirectory(prefix="reelhouse-quality-") as scratch, ExitStack() as stack:
+        sessions = []
 
-    def spark():  # noqa: ANN202 - started when ALS first needs it
-        if not sessions:
-            sessions.append(spark_session(config, "bench-quality"))
-        return sessions[0]
+        def spark():  # noqa: ANN202 - started when ALS first needs it, stopped on the way out
+            if not sessions:
+                sessions.append(stack.enter_context(job_session(config, "bench-quality")))
+            return sessions[0]
 
-    with tempfile.TemporaryDirectory(prefix="reelhouse-quality-") as scratch:
         root = Path(scratch)
         ratings.to_csv(root / "ml-100k.csv", index=False)
         table = pa.table(
@@ -97,11 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         pq.write_table(table, root / "genres.parquet")
-        try:
-            runs = quality_runs(config, root / "ml-100k.csv", root / "genres.parquet", spark, root / "reports")
-        finally:
-            for session in sessions:
-                session.stop()
+        runs = quality_runs(config, root / "ml-100k.csv", root / "genres.parquet", spark, root / "reports")
     result = {
         "benchmark": "quality",
         "dataset": "ml-100k",
