@@ -40,7 +40,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -59,18 +58,13 @@ from reelhouse.jobs import configure_logging  # noqa: E402
 from reelhouse.kafka import ensure_topic  # noqa: E402
 from reelhouse.kafka.clients import delete_topic  # noqa: E402
 from reelhouse.stack import LocalStack  # noqa: E402
+from reelhouse.stack.ports import free_ports  # noqa: E402
 
 log = logging.getLogger("bench.serve")
 
 OSES = ("android", "ios", "web")
 COUNTRIES = ("US", "BR", "IN", "DE", "GB")
 STAGES = ("store", "recall", "features", "rank", "rerank", "total")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request_mix(users: list[str], k: int, zipf: float, unknown_share: float, unknown_users: int, seed: int):
@@ -265,7 +259,7 @@ def main() -> int:
         ensure_topic(base.kafka, topic)
         if args.store == "redis":
             work.mkdir(parents=True, exist_ok=True)
-            redis_server = RedisProcess(_free_port(), work / "redis.log")
+            redis_server = RedisProcess(free_ports(1)[0], work / "redis.log")
         env = build_bench_environment(
             work, base, users=args.users, videos=args.videos, candidates_per_user=max(320, args.candidates + 20),
             training_rows=args.training_rows, redis_url=redis_server.url if redis_server is not None else None,
@@ -273,7 +267,7 @@ def main() -> int:
         )  # fmt: skip
         config_file = work / "config.yaml"
         config_file.write_text(yaml.safe_dump(env.config.model_dump(mode="json"), sort_keys=False))
-        service = ServiceProcess(config_file, _free_port(), args.workers, work / "service.log")
+        service = ServiceProcess(config_file, free_ports(1)[0], args.workers, work / "service.log")
         ready_s = service.wait_ready(timeout_s=300.0)
         log.info("service ready in %.1f s at %s", ready_s, service.url)
 

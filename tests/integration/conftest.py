@@ -13,9 +13,7 @@ never passes by skipping.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -24,18 +22,10 @@ from reelhouse import jvm
 from reelhouse.config import ReelhouseConfig, load_config
 from reelhouse.errors import PrerequisiteError
 from reelhouse.stack import LocalStack
+from reelhouse.stack.ports import free_ports  # noqa: F401 - the tests' one free-port helper
 from reelhouse.stack.services import find_java
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out as free; held open together so they are distinct."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def missing_prerequisite(message: str) -> None:

@@ -1,1 +1,1 @@
-"""Helpers shared by unit and integration tests (data generators); never imported by the library or bench/."""
+"""Helpers shared by unit and integration tests (data generators, Kafka); never imported by the library or bench/."""

@@ -45,7 +45,7 @@ from reelhouse.features.views import features_view
 from reelhouse.lake import Lake
 from reelhouse.lake.partitions import hour_partition, partition_hour
 from reelhouse.online.store import FeatureRow, FeatureValue, OnlineStore, feature_version, open_online_store
-from reelhouse.progress import stage
+from reelhouse.progress import progress_bar, stage
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -197,54 +197,56 @@ def materialize_online(
     lake = Lake(config.lake)
     max_tasks = max(1, int(spark.conf.get("spark.sql.shuffle.partitions") or config.spark.shuffle_partitions))
     result = MaterializeResult()
-    for entity in chosen:
-        spec = feature_table(entity)
-        view = features_view(entity)
-        version = lake.version(spec.name, spark)
-        # From the Delta log at that version, without scanning data.
-        hours = feature_hours(lake.partition_values(spec.name, spark, version))
-        if not hours:
-            raise ReelhouseError(f"{spec.name} v{version} holds no features yet: run build_features first")
-        hour = wanted or hours[-1]
-        if hour not in hours:
-            raise ReelhouseError(
-                f"{spec.name} v{version} has no feature_hour {hour} (latest: {hours[-1]}): build it first"
+    with progress_bar(len(chosen), "materialise: gold into the online store") as loaded:
+        for entity in chosen:
+            spec = feature_table(entity)
+            view = features_view(entity)
+            version = lake.version(spec.name, spark)
+            # From the Delta log at that version, without scanning data.
+            hours = feature_hours(lake.partition_values(spec.name, spark, version))
+            if not hours:
+                raise ReelhouseError(f"{spec.name} v{version} holds no features yet: run build_features first")
+            hour = wanted or hours[-1]
+            if hour not in hours:
+                raise ReelhouseError(
+                    f"{spec.name} v{version} has no feature_hour {hour} (latest: {hours[-1]}): build it first"
+                )
+            frame = (
+                lake.read(spark, spec.name, version=version)
+                .where(F.col("feature_hour") == hour)
+                .select(*ENTITY_KEYS[entity], *feature_names(entity), "feature_time")
+                .coalesce(max_tasks)
             )
-        frame = (
-            lake.read(spark, spec.name, version=version)
-            .where(F.col("feature_hour") == hour)
-            .select(*ENTITY_KEYS[entity], *feature_names(entity), "feature_time")
-            .coalesce(max_tasks)
-        )
-        counts = frame.mapInArrow(ChunkWriter(config.online_store, entity, view), _COUNTS_DDL).agg(
-            F.count(F.lit(1)).alias("tasks"),
-            F.coalesce(F.sum("rows"), F.lit(0)).alias("rows"),
-            F.coalesce(F.sum("changed"), F.lit(0)).alias("changed"),
-            F.coalesce(F.sum("chunks"), F.lit(0)).alias("chunks"),
-        )
-        with stage(log, f"materialise: {spec.name} v{version} {hour} -> {view}") as done:
-            (total,) = counts.collect()  # one row of sums, whatever the table's size
-            done(rows=int(total["rows"]), changed=int(total["changed"]))
-        moment = partition_hour(hour)
-        load = ViewLoad(
-            table=spec.name,
-            delta_version=version,
-            feature_time=moment.isoformat(),
-            rows=int(total["rows"]),
-            changed=int(total["changed"]),
-            tasks=int(total["tasks"]),
-            chunks=int(total["chunks"]),
-        )
-        result.views[view] = load
-        log.info(
-            "%s: %d rows of %s v%d (feature time %s) in %d tasks, %d chunks; %d changed the store",
-            view,
-            load.rows,
-            spec.name,
-            version,
-            load.feature_time,
-            load.tasks,
-            load.chunks,
-            load.changed,
-        )
+            counts = frame.mapInArrow(ChunkWriter(config.online_store, entity, view), _COUNTS_DDL).agg(
+                F.count(F.lit(1)).alias("tasks"),
+                F.coalesce(F.sum("rows"), F.lit(0)).alias("rows"),
+                F.coalesce(F.sum("changed"), F.lit(0)).alias("changed"),
+                F.coalesce(F.sum("chunks"), F.lit(0)).alias("chunks"),
+            )
+            with stage(log, f"materialise: {spec.name} v{version} {hour} -> {view}") as done:
+                (total,) = counts.collect()  # one row of sums, whatever the table's size
+                done(rows=int(total["rows"]), changed=int(total["changed"]))
+            moment = partition_hour(hour)
+            load = ViewLoad(
+                table=spec.name,
+                delta_version=version,
+                feature_time=moment.isoformat(),
+                rows=int(total["rows"]),
+                changed=int(total["changed"]),
+                tasks=int(total["tasks"]),
+                chunks=int(total["chunks"]),
+            )
+            result.views[view] = load
+            log.info(
+                "%s: %d rows of %s v%d (feature time %s) in %d tasks, %d chunks; %d changed the store",
+                view,
+                load.rows,
+                spec.name,
+                version,
+                load.feature_time,
+                load.tasks,
+                load.chunks,
+                load.changed,
+            )
+            loaded()
     return result

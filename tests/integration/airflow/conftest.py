@@ -1,9 +1,10 @@
-"""Fixtures of the orchestration tests: configs under a temporary directory, an Airflow home, data.
+"""Fixtures of the Airflow tests: configs under a temporary directory, an Airflow home, data.
 
 - The daily DAG gets one simulated day of bronze: the simulator's traffic model, passed through the
   ingestion's own record splitting (contract validation) into ``bronze_events`` as the ingestion
   job would land it, without a broker (the daily DAG starts from bronze).
-- The stream tests get the session broker with a topic of their own (``stream_config``).
+- The streaming DAG test gets the session broker with a topic of its own (``stream_config``, owned
+  by tests/integration/orchestration/conftest.py).
 - Airflow runs with what ``make airflow`` gives it, in a private home, on a free port.
 - ``daily_run`` runs ``airflow dags test reelhouse_daily`` once for the package (it takes minutes):
   the DAG test asserts on what it built, the browser test looks at the same run in the UIs.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +24,16 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
-from reelhouse.config import ReelhouseConfig, TopicConfig, load_config
+from reelhouse.config import ReelhouseConfig, load_config
 from reelhouse.events.records import split_records
-from reelhouse.kafka.clients import ensure_topic, producer
 from reelhouse.lake import Lake
 from reelhouse.orchestration.services import airflow_environment, airflow_home
-from reelhouse.orchestration.streams import stop_streams
 from reelhouse.simulator.catalogue import Catalogue
 from reelhouse.simulator.traffic import TrafficGenerator
 from reelhouse.streaming.ingest import validation_limits
 from reelhouse.streaming.tables import BRONZE_EVENTS
 from tests.integration.conftest import free_ports
+from tests.integration.orchestration.conftest import stream_config  # noqa: F401 - the streaming DAG test's fixture
 
 DAY_MS = 86_400_000
 KAFKA_DELAY_MS = 2_000  # the broker stamps each record this long after its event time
@@ -184,36 +183,3 @@ def daily_run(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> 
         config=config, config_path=config_path, home=home, start=start, end=end, bronze_rows=bronze_rows,
         returncode=result.returncode, log=log_file.read_text(errors="replace"), took_s=took_s,
     )  # fmt: skip
-
-
-def produce(config: ReelhouseConfig, count: int, start: int = 0, flush_each: bool = False) -> None:
-    """``count`` small messages into the events topic: not events (ingestion quarantines them), only
-    their offsets matter to the stream tests. ``flush_each`` sends each in a batch of its own."""
-    kafka = producer(config.kafka)
-    for i in range(start, start + count):
-        kafka.produce(config.kafka.events_topic.name, f'{{"n": {i}}}'.encode(), str(i).encode())
-        if flush_each:
-            assert kafka.flush(30) == 0
-    assert kafka.flush(30) == 0
-
-
-@pytest.fixture
-def stream_config(stack_config, tmp_path):
-    """The session broker, a topic of its own, everything else under tmp_path, a small driver."""
-    topic = TopicConfig(name=f"supervised-{uuid.uuid4().hex[:8]}", partitions=2)
-    settings = stack_config.model_dump(mode="json")
-    settings.update(
-        data_dir=str(tmp_path),
-        lake={**settings["lake"], "root": str(tmp_path / "lake")},
-        kafka={**settings["kafka"], "events_topic": topic.model_dump()},
-        spark={**settings["spark"], "shuffle_partitions": 2, "conf": {"spark.driver.memory": "1g"}},
-        ingest={**settings["ingest"], "checkpoint_dir": str(tmp_path / "checkpoints" / "ingest_events"),
-                "processing_time": "1 seconds"},
-        speed={**settings["speed"], "checkpoint_dir": str(tmp_path / "checkpoints" / "stream_features")},
-    )  # fmt: skip
-    path = tmp_path / "reelhouse.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    config = load_config(path, environ={})
-    ensure_topic(config.kafka, topic)
-    yield config, str(path)
-    stop_streams(config, timeout_s=20)

@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 
 from reelhouse.orchestration.streams import is_running, pid_file, read_record
-from tests.integration.airflow.conftest import airflow_env, migrate, produce
+from tests.integration.airflow.conftest import airflow_env, migrate
+from tests.integration.orchestration.conftest import numbered
+from tests.support.kafka import produce
 
 pytestmark = pytest.mark.integration
 
 
 def test_streaming_dag_starts_the_stream_and_fails_its_lag_check(stream_config, tmp_path):
     config, config_path = stream_config
-    produce(config, 300)
+    produce(config.kafka, config.kafka.events_topic.name, numbered(300))
     home = tmp_path / "airflow"
     home.mkdir()
     env = airflow_env(config, Path(config_path), home)

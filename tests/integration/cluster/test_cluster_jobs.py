@@ -37,8 +37,9 @@ from reelhouse.silver.tables import SILVER_EVENTS
 from reelhouse.stack import LocalStack
 from reelhouse.stack.spark_cluster import alive_workers, master_state
 from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
-from tests.integration.streaming.conftest import produce, valid_event, write_config
+from tests.integration.streaming.conftest import valid_event, write_config
 from tests.integration.training.test_training_set import H10, add, at, event, gold, impression, play
+from tests.support.kafka import produce
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,8 @@ def ingest_events_job(config: ReelhouseConfig) -> ClusterJob:
     messages = [(e["user_id"].encode(), encode_event(e)) for e in valid]
     for n, value in enumerate(malformed):
         messages.insert(n * 191, (b"k", value))
-    produce(config, messages)
+    keys, values = zip(*messages)
+    produce(config.kafka, config.kafka.events_topic.name, values, keys)
     return ClusterJob(
         app_name="ingest_events",
         script="jobs/ingest_events.py",

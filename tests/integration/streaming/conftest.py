@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import TopicPartition
 
 from reelhouse.config import ReelhouseConfig, TopicConfig
-from reelhouse.events.contract import Invalid, make_event, validate_payload
-from reelhouse.kafka import ensure_topic, producer
-from reelhouse.kafka.clients import client_options, consumer
+from reelhouse.events.contract import Invalid, encode_event, make_event, validate_payload
+from reelhouse.kafka import ensure_topic
+from tests.support.kafka import produce
 
 DEVICE = {"os": "android", "app_version": "31.4.0", "country": "DE", "network": "wifi"}
 
@@ -61,40 +60,10 @@ def valid_event(i: int, now_ms: int, prefix: str = "e") -> dict:
     )
 
 
-def produce(config: ReelhouseConfig, messages: list[tuple[bytes | None, bytes]]) -> None:
-    p = producer(config.kafka)
-    for key, value in messages:
-        while True:
-            try:
-                p.produce(config.kafka.events_topic.name, value=value, key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
-    assert p.flush(30) == 0, "messages left undelivered"
-
-
-def read_topic(config: ReelhouseConfig, expected: int | None = None, timeout_s: float = 60) -> list:
-    """Every message of the topic, read by explicit assignment.
-
-    The broker may report an end short of the real one, so reading stops when ``expected``
-    messages arrived or nothing new came for a few seconds.
-    """
-    topic = config.kafka.events_topic
-    c = consumer(client_options(config.kafka))
-    c.assign([TopicPartition(topic.name, p, 0) for p in range(topic.partitions)])
-    messages, deadline, quiet_since = [], time.monotonic() + timeout_s, time.monotonic()
-    while time.monotonic() < deadline:
-        batch = [m for m in c.consume(10_000, timeout=0.5) if m.error() is None]
-        if batch:
-            messages.extend(batch)
-            quiet_since = time.monotonic()
-        if expected is not None and len(messages) >= expected:
-            break
-        if expected is None and time.monotonic() - quiet_since > 3:
-            break
-    c.close()
-    return messages
+def produce_events(config: ReelhouseConfig, events: Sequence[dict]) -> int:
+    """``events`` into the config's events topic as the app sends them: encoded, keyed by their user."""
+    values = [encode_event(e) for e in events]
+    return produce(config.kafka, config.kafka.events_topic.name, values, [e["user_id"].encode() for e in events])
 
 
 def valid_event_ids(messages: list) -> list[str]:

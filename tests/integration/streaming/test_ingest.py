@@ -13,8 +13,9 @@ from reelhouse.events.contract import encode_event
 from reelhouse.lake import Lake
 from reelhouse.streaming.ingest import run_ingestion
 from reelhouse.streaming.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+from tests.support.kafka import produce, read_topic
 
-from .conftest import produce, read_topic, valid_event
+from .conftest import produce_events, valid_event
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,8 @@ def test_known_mix_lands_valid_in_bronze_and_malformed_in_quarantine(spark, inge
     # Interleave the bad ones so they share micro-batches and partitions with good ones.
     for n, (value, _) in enumerate(malformed):
         messages.insert(n * 97, (b"k", value))
-    produce(ingest_config, messages)
+    keys, values = zip(*messages)
+    produce(ingest_config.kafka, ingest_config.kafka.events_topic.name, values, keys)
 
     result = run_ingestion(spark, ingest_config, trigger="available_now")
 
@@ -68,7 +70,7 @@ def test_tail_of_an_idle_topic_is_read(spark, ingest_config):
     # reported end lags the real one until more data arrives, which it never does here.
     now_ms = int(time.time() * 1000)
     events = [valid_event(i, now_ms, prefix="tail") for i in range(7)]
-    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in events])
+    produce_events(ingest_config, events)
 
     run_ingestion(spark, ingest_config, trigger="available_now")
 
@@ -82,7 +84,7 @@ def test_max_offsets_per_trigger_splits_the_backlog_and_a_rerun_adds_nothing(spa
     )
     now_ms = int(time.time() * 1000)
     events = [valid_event(i, now_ms, prefix="lim") for i in range(1_500)]
-    produce(config, [(e["user_id"].encode(), encode_event(e)) for e in events])
+    produce_events(config, events)
 
     first = run_ingestion(spark, config, trigger="available_now")
     again = run_ingestion(spark, config, trigger="available_now")
@@ -96,7 +98,7 @@ def test_max_offsets_per_trigger_splits_the_backlog_and_a_rerun_adds_nothing(spa
 def test_starting_offsets_json_skips_what_it_names(spark, ingest_config):
     now_ms = int(time.time() * 1000)
     events = [valid_event(i, now_ms, prefix="so") for i in range(400)]
-    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in events])
+    produce_events(ingest_config, events)
     topic = ingest_config.kafka.events_topic.name
     starting = json.dumps({topic: {"0": 10, "1": -2, "2": -2, "3": -2}})  # Spark needs every partition
     config = ingest_config.model_copy(
@@ -164,13 +166,13 @@ def test_a_recreated_topic_stops_the_stream_with_a_clear_error(spark, ingest_con
 
     now_ms = int(time.time() * 1000)
     first = [valid_event(i, now_ms, prefix="old") for i in range(300)]
-    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in first])
+    produce_events(ingest_config, first)
     run_ingestion(spark, ingest_config, trigger="available_now")
     assert delete_topic(ingest_config.kafka, ingest_config.kafka.events_topic.name)
     time.sleep(1)
     ensure_topic(ingest_config.kafka, ingest_config.kafka.events_topic)
     second = [valid_event(i, now_ms, prefix="new") for i in range(40)]
-    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in second])
+    produce_events(ingest_config, second)
 
     with pytest.raises(StreamError, match="no longer has offsets it had not read"):
         run_ingestion(spark, ingest_config, trigger="available_now")
@@ -186,12 +188,12 @@ def test_offsets_deleted_before_the_job_read_them_stop_it_with_a_data_loss_error
     topic = ingest_config.kafka.events_topic
     now_ms = int(time.time() * 1000)
     read = [valid_event(i, now_ms, prefix="read") for i in range(200)]
-    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in read])
+    produce_events(ingest_config, read)
     first = run_ingestion(spark, ingest_config, trigger="available_now")
     unread = [valid_event(i, now_ms, prefix="unread") for i in range(400)]
-    produce(ingest_config, [(e["user_id"].encode(), encode_event(e)) for e in unread])
+    produce_events(ingest_config, unread)
     ends: dict[int, int] = {}
-    for m in read_topic(ingest_config, expected=600):
+    for m in read_topic(ingest_config.kafka, topic.name):
         ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset())
     admin = admin_client(ingest_config.kafka)  # kept alive: its futures never complete once it is collected
     futures = admin.delete_records(

@@ -14,13 +14,9 @@ import pytest
 from reelhouse.config import ReelhouseConfig
 from reelhouse.events.contract import Invalid, validate_payload
 from reelhouse.simulator import SimulationOptions, run_simulation
-from tests.support.kafka import read_topic_to_end
+from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(config: ReelhouseConfig, topic: str, timeout_s: float = 60.0) -> list:
-    return read_topic_to_end(config, topic, timeout_s)
 
 
 def test_run_simulation_produces_exactly_what_it_reports(stack_config: ReelhouseConfig) -> None:
@@ -32,7 +28,7 @@ def test_run_simulation_produces_exactly_what_it_reports(stack_config: Reelhouse
     report = run_simulation(stack_config, options)
     assert report.events == 20_000 and report.delivery_errors == 0
 
-    messages = read_topic(stack_config, topic)
+    messages = read_topic(stack_config.kafka, topic)
     assert len(messages) == report.events
     valid, reasons, types, event_ids = 0, Counter(), Counter(), set()
     for message in messages:

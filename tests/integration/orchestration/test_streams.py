@@ -10,7 +10,8 @@ import pytest
 
 from reelhouse.orchestration.lag import measure_stream_lag
 from reelhouse.orchestration.streams import is_running, pid_file, read_record, stop_streams, supervise_stream
-from tests.integration.airflow.conftest import produce
+from tests.integration.orchestration.conftest import numbered
+from tests.support.kafka import produce
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def wait_for_lag(config, predicate, timeout_s: float):
 
 def test_a_supervised_ingestion_catches_up_and_stops(stream_config):
     config, path = stream_config
-    produce(config, 300)
+    produce(config.kafka, config.kafka.events_topic.name, numbered(300))
     before = measure_stream_lag(config, "ingest_events")
     assert before.committed is None and before.total > 0  # never ran: behind by what the topic holds
 
@@ -43,5 +44,5 @@ def test_a_supervised_ingestion_catches_up_and_stops(stream_config):
     assert not is_running(record)
 
     # What arrives after the stream stopped is lag, to the message (the broker's high watermark).
-    produce(config, 40, start=300)
+    produce(config.kafka, config.kafka.events_topic.name, numbered(40, start=300))
     assert measure_stream_lag(config, "ingest_events").total == 40

@@ -23,7 +23,7 @@ from reelhouse.errors import StackError
 from reelhouse.kafka import admin_client, ensure_topic, kafka_python_consumer, producer
 from reelhouse.stack import LocalStack, health, local, processes
 from reelhouse.stack.services import is_broker_command
-from tests.support.kafka import read_topic_to_end
+from tests.support.kafka import produce, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +40,14 @@ def fresh_topic(config: ReelhouseConfig, partitions: int) -> str:
     return topic.name
 
 
-def read_all(config: ReelhouseConfig, topic: str, timeout_s: float = 60.0) -> list[bytes]:
+def read_all(config: ReelhouseConfig, topic: str) -> list[bytes]:
     """Every message value of ``topic``, to each partition's end."""
-    return [message.value() for message in read_topic_to_end(config, topic, timeout_s)]
+    return [message.value() for message in read_topic(config.kafka, topic)]
 
 
 def produce_numbers(kafka: KafkaConfig, topic: str, numbers: range) -> None:
-    writer = producer(kafka, **RELIABLE)
-    for n in numbers:
-        writer.produce(topic, key=str(n % 97).encode(), value=str(n).encode())
-        writer.poll(0)
-    assert writer.flush(60) == 0
+    """Each number as a message, reliably, spread over the partitions by key."""
+    produce(kafka, topic, [str(n).encode() for n in numbers], [str(n % 97).encode() for n in numbers], **RELIABLE)
 
 
 # ---- the session broker ---------------------------------------------------------------------

@@ -22,7 +22,8 @@ from reelhouse.lake import Lake
 from reelhouse.online import open_online_store
 from reelhouse.speed.job import run_speed_layer
 from tests.integration.speed.conftest import fresh_speed_config, write_videos
-from tests.integration.streaming.conftest import DEVICE, produce, read_topic
+from tests.integration.streaming.conftest import DEVICE, produce_events
+from tests.support.kafka import produce, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -128,8 +129,8 @@ def test_streamed_features_equal_a_batch_recomputation(spark, stack_config, tmp_
     now = dt.datetime.now(dt.UTC)
     events, videos = generate(rng, now, 400)
     write_videos(spark, config, videos)
-    produce(config, [(e["user_id"].encode(), orjson.dumps(e)) for e in events])
-    messages = read_topic(config, expected=len(events))
+    produce_events(config, events)
+    messages = read_topic(config.kafka, config.kafka.events_topic.name)
     assert len(messages) == len(events)
 
     result = run_speed_layer(spark, config, trigger="available_now")
@@ -193,26 +194,27 @@ def test_awkward_input_has_its_documented_outcome(spark, speed_config):
     config = speed_config.model_copy(update={"speed": speed_config.speed.model_copy(update={"watermark_s": 600})})
     write_videos(spark, config, {"vk": ("dance", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))})
     now = dt.datetime.now(dt.UTC)
-    produce(
-        config,
-        [
+    topic = config.kafka.events_topic.name
+    keys, values = zip(
+        *[
             impression("a1", "vk", now),
             impression("a2", "vk", now - dt.timedelta(minutes=4)),  # out of order, inside the watermark
             impression("a3", "vk", now + dt.timedelta(hours=3)),  # device clock 3 h ahead: counted at receipt
             impression("a4", "vz", now),  # a video dim_videos does not know
             (b"u1", b"{not json"),  # quarantined by ingestion, skipped here
-        ],
+        ]
     )
+    produce(config.kafka, topic, values, keys)
     first = run_speed_layer(spark, config, trigger="available_now")
     assert first.batches >= 1
-    produce(
-        config,
-        [
+    keys, values = zip(
+        *[
             impression("b1", "vk", now - dt.timedelta(hours=2)),  # behind the watermark: dropped here
             impression("b2", "vk", now - dt.timedelta(minutes=3)),  # late but inside the watermark
             impression("a1", "vk", now),  # a resent duplicate
-        ],
+        ]
     )
+    produce(config.kafka, topic, values, keys)
     run_speed_layer(spark, config, trigger="available_now")
 
     store = open_online_store(config.online_store)

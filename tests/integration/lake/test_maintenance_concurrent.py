@@ -9,14 +9,12 @@ from collections import Counter
 import pytest
 
 from reelhouse.config.models import MaintenanceConfig
-from reelhouse.events.contract import encode_event
 from reelhouse.lake import Lake
 from reelhouse.lake.delta import commit_metadata
 from reelhouse.lake.maintenance import MaintenanceReport, maintain
 from reelhouse.streaming.ingest import IngestionJob, run_ingestion
 from reelhouse.streaming.tables import BRONZE_EVENTS
-
-from .conftest import produce, valid_event
+from tests.integration.streaming.conftest import produce_events, valid_event
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +29,6 @@ def test_maintenance_while_the_stream_commits_loses_and_duplicates_nothing(spark
     )
     now_ms = int(time.time() * 1000)
     events = [valid_event(i, now_ms, prefix="mnt") for i in range(EVENTS)]
-    messages = [(e["user_id"].encode(), encode_event(e)) for e in events]
     size = EVENTS // CHUNKS
     # As aggressive as maintenance gets: compact two small files, vacuum with no retention at all.
     settings = MaintenanceConfig(
@@ -45,7 +42,7 @@ def test_maintenance_while_the_stream_commits_loses_and_duplicates_nothing(spark
     def produce_in_chunks() -> None:
         try:
             for start in range(0, EVENTS, size):
-                produce(ingest_config, messages[start : start + size])
+                produce_events(ingest_config, events[start : start + size])
                 time.sleep(0.7)
         except BaseException as e:  # surfaced by the assertions below
             failures.append(e)
