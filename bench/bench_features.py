@@ -188,6 +188,7 @@ def silver_chunk(
             "video_duration_ms": pa.array(duration, mask=~is_play),
             "position": pa.array(rng.integers(0, 10, size=count).astype(np.int32), mask=~is_impression),
             "variant": pa.nulls(count, pa.string()),
+            "propensity": pa.nulls(count, pa.float64()),
             "received_at": _utc(received_ms),
             "session_key": pc.binary_join_element_wise(user_id, pa.array(session_start).cast(pa.string()), ":"),
             "session_start": _utc(session_start),

@@ -174,6 +174,7 @@ def events_chunk(
             "video_duration_ms": pa.array(duration, mask=kind != 1),
             "position": pa.array(position[idx], mask=kind != 0),
             "variant": pa.nulls(rows, pa.string()),
+            "propensity": pa.nulls(rows, pa.float64()),
             "received_at": _utc(event_ms + 500),
             "session_key": pc.binary_join_element_wise(user_id, pa.array(session_start).cast(pa.string()), ":"),
             "session_start": _utc(session_start),

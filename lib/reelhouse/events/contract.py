@@ -74,10 +74,11 @@ class FieldSpec:
     """One field of the contract, declared once; both validators below are derived from it."""
 
     name: str
-    kind: type
+    kind: type  # str, int or float (which takes a JSON integer too: see _ACCEPTED)
     pattern: str | None = None
     choices: frozenset[str] | None = None
     ge: int | None = None
+    gt: int | None = None  # an exclusive lower bound, for a float that must be positive
     le: int | None = None
     max_length: int | None = None
 
@@ -89,6 +90,8 @@ class FieldSpec:
             return f"matching {self.pattern}"
         if self.max_length is not None:
             return f"at most {self.max_length} chars"
+        if self.gt is not None:
+            return f"within ({self.gt}, {self.le}]"
         if self.ge is not None or self.le is not None:
             return f"within [{self.ge}, {self.le}]"
         return self.kind.__name__
@@ -101,6 +104,9 @@ class FieldSpec:
         if self.max_length is not None and len(value) > self.max_length:
             return False
         if self.ge is not None and value < self.ge:
+            return False
+        # Written so that NaN fails it (every comparison with NaN is false).
+        if self.gt is not None and not value > self.gt:
             return False
         return self.le is None or value <= self.le
 
@@ -130,6 +136,9 @@ TYPE_FIELDS: Mapping[str, tuple[tuple[FieldSpec, ...], tuple[FieldSpec, ...]]] =
         (
             FieldSpec("position", int, ge=0, le=9_999),
             FieldSpec("variant", str, max_length=64),
+            # The probability that the serving policy showed this video at this position, given
+            # the request's candidates (serving/rerank.py explore): for off-policy evaluation.
+            FieldSpec("propensity", float, gt=0, le=1),
         ),
     ),
     "play": (
@@ -156,6 +165,12 @@ class ValidationLimits:
     max_event_age_ms: int = 365 * 86_400_000
 
 
+# The Python types a field of each kind takes. JSON has one number type, so a float field takes an
+# integer too (1 is the probability 1.0) and the row holds it as a float, as msgspec's float does on
+# the fast path. An int field stays strict: 1.0 for a count or a time is a producer's bug.
+_ACCEPTED: Mapping[type, tuple[type, ...]] = {float: (int, float)}
+
+
 def _check_field(obj: Mapping[str, Any], spec: FieldSpec, prefix: str, required: bool) -> Any:
     value = obj.get(spec.name)
     name = prefix + spec.name
@@ -163,13 +178,13 @@ def _check_field(obj: Mapping[str, Any], spec: FieldSpec, prefix: str, required:
         if required:
             raise Invalid(REASON_MISSING, name)
         return None
-    # bool is an int in Python; a JSON true is never a valid count or time.
-    if isinstance(value, bool) or not isinstance(value, spec.kind):
+    # bool is an int in Python; a JSON true is never a valid count, time or probability.
+    if isinstance(value, bool) or not isinstance(value, _ACCEPTED.get(spec.kind, spec.kind)):
         kind = spec.kind.__name__ if isinstance(spec.kind, type) else "/".join(k.__name__ for k in spec.kind)
         raise Invalid(REASON_TYPE, f"{name} must be {kind}, got {type(value).__name__}")
     if not spec.check(value):
         raise Invalid(REASON_VALUE, f"{name} must be {spec.rule}, got {str(value)[:80]!r}")
-    return value
+    return float(value) if spec.kind is float else value
 
 
 def validate_object(obj: Any, reference_time_ms: int, limits: ValidationLimits = ValidationLimits()) -> dict[str, Any]:
@@ -243,7 +258,7 @@ def _decoder_type(spec: FieldSpec, optional: bool) -> Any:
     """The msgspec type of a field: types, choices and bounds. Patterns are checked on whole
     columns afterwards (:func:`pattern_failures`), which is much faster than per value."""
     kind: Any = Literal[tuple(sorted(spec.choices))] if spec.choices is not None else spec.kind
-    meta = {key: getattr(spec, key) for key in ("ge", "le", "max_length") if getattr(spec, key) is not None}
+    meta = {key: getattr(spec, key) for key in ("ge", "gt", "le", "max_length") if getattr(spec, key) is not None}
     if meta:
         kind = Annotated[kind, msgspec.Meta(**meta)]
     return Optional[kind] if optional else kind  # noqa: UP045 - a runtime type expression
@@ -381,6 +396,7 @@ EVENT_COLUMNS = pa.schema(
         pa.field("video_duration_ms", pa.int64()),
         pa.field("position", pa.int32()),
         pa.field("variant", pa.string()),
+        pa.field("propensity", pa.float64()),
     ]
 )
 KAFKA_LINEAGE_COLUMNS = pa.schema(

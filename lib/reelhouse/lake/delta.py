@@ -17,6 +17,12 @@ write when the table already holds that version (or a later one) for that app (i
 ``txnAppId``/``txnVersion``), which makes a replayed micro-batch or a retried task a no-op.
 :class:`CommitResult` says whether the write committed or was skipped, with the rows it wrote.
 
+Schema evolution: a :class:`TableSpec` may gain nullable columns (an optional event field, say).
+:meth:`Lake.ensure_table`, which every write goes through, adds the ones an existing table lacks
+(``ALTER TABLE ... ADD COLUMNS``, in the spec's place), so a table created by an older version
+keeps taking writes, its older rows null in the new columns; :meth:`Lake.read_spec` reads a table
+(or an older version of it) with such columns null, for jobs that read a table another job writes.
+
 Commit metadata: a write's ``metadata`` dict is stored as JSON in the commit's ``userMetadata``
 (see :func:`commit_metadata`), with one extra key, :data:`WRITE_ID_KEY`, that lets the writer find
 its own commit among concurrent ones (compaction may commit while a stream appends).
@@ -173,11 +179,14 @@ class Lake:
         return _spark_path(self.uri(name))
 
     def ensure_table(self, spark: SparkSession, spec: TableSpec) -> SparkDeltaTable:
-        """The table, created empty with the spec's columns, partitioning and description if missing."""
+        """The table, created empty with the spec's columns, partitioning and description if missing;
+        an existing table gains the spec's nullable columns it lacks (see :meth:`_add_columns`)."""
         from delta.tables import DeltaTable
 
         location = self.spark_uri(spec.name)
-        if self._spark_snapshot(spark, location).version() >= 0:
+        snapshot = self._spark_snapshot(spark, location)
+        if snapshot.version() >= 0:
+            self._add_columns(spark, spec, location, snapshot)
             return DeltaTable.forPath(spark, location)
         builder = DeltaTable.createIfNotExists(spark).location(location).addColumns(spec.spark_schema())
         if spec.partition_by:
@@ -193,6 +202,40 @@ class Lake:
             table = DeltaTable.forPath(spark, location)
         log.info("created Delta table %s at %s", spec.name, location)
         return table
+
+    def _add_columns(self, spark: SparkSession, spec: TableSpec, location: str, snapshot: Any) -> None:
+        """Add to the existing table the columns of ``spec`` it lacks, each after its predecessor
+        in the spec, in one metadata-only commit (no data file is rewritten; older rows read null).
+
+        Only nullable columns: the rows already there have no value for a required one. Checked
+        on every write, from the snapshot the write takes anyway: the usual answer is "nothing to add".
+        """
+        present = set(snapshot.schema().fieldNames())
+        missing = [f for f in spec.spark_schema() if f.name not in present]
+        if not missing:
+            return
+        required = [f.name for f in missing if not f.nullable]
+        if required:
+            raise LakeError(
+                f"{spec.name}: the table lacks the required columns {required} of its TableSpec and its rows have "
+                f"no value for them: migrate the table (or remove it at {self.uri(spec.name)} if it can be rebuilt)"
+            )
+        names = spec.schema.names
+        columns = []
+        for f in missing:
+            at = names.index(f.name)
+            place = f"AFTER `{names[at - 1]}`" if at else "FIRST"
+            columns.append(f"`{f.name}` {f.dataType.simpleString()} {place}")
+        quoted = location.replace("`", "``")
+        try:
+            spark.sql(f"ALTER TABLE delta.`{quoted}` ADD COLUMNS ({', '.join(columns)})")
+        except Exception as e:
+            # Two writers evolving the table at once: the loser conflicts; the columns are there either way.
+            if not is_conflict(e):
+                raise
+            if not {f.name for f in missing} <= set(self._spark_snapshot(spark, location).schema().fieldNames()):
+                raise
+        log.info("%s: added columns %s (null in the rows already there)", spec.name, [f.name for f in missing])
 
     def exists(self, name: str, spark: SparkSession | None = None) -> bool:
         if spark is not None:
@@ -478,6 +521,16 @@ class Lake:
             raise LakeError(
                 f"{name}: cannot read version {version} / timestamp {timestamp}: {str(e).splitlines()[0]}"
             ) from e
+
+    def read_spec(self, spark: SparkSession, spec: TableSpec, version: int | None = None) -> DataFrame:
+        """:meth:`read` of the spec's table, with every nullable column of the spec the snapshot
+        lacks as a typed null: a table (or a version of it) from before a column was added reads
+        like a current one, so a job need not wait for the table's writer to evolve it."""
+        from pyspark.sql import functions as F
+
+        frame = self.read(spark, spec.name, version)
+        missing = [f for f in spec.spark_schema() if f.nullable and f.name not in frame.columns]
+        return frame.withColumns({f.name: F.lit(None).cast(f.dataType) for f in missing}) if missing else frame
 
     def read_arrow(
         self, spark: SparkSession, name: str, version: int | None = None, columns: Sequence[str] | None = None

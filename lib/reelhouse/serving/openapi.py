@@ -237,6 +237,8 @@ def field_schema(spec: FieldSpec, nullable: bool = False) -> dict[str, Any]:
         schema["enum"] = sorted(spec.choices) + ([None] if nullable else [])
     if spec.ge is not None:
         schema["minimum"] = spec.ge
+    if spec.gt is not None:
+        schema["exclusiveMinimum"] = spec.gt
     if spec.le is not None:
         schema["maximum"] = spec.le
     if spec.max_length is not None:

@@ -100,7 +100,8 @@ def build_silver(spark: SparkSession, config: ReelhouseConfig, start: dt.datetim
     with stage(log, "silver: refresh dimensions"):
         dimensions = refresh_dimensions(spark, lake, config.simulator.catalogue_dir)
     bronze_version = lake.version(BRONZE_EVENTS.name, spark)
-    bronze = lake.read(spark, BRONZE_EVENTS.name, version=bronze_version)
+    # As the spec: a bronze table the ingestion has not evolved yet reads a newer event column as null.
+    bronze = lake.read_spec(spark, BRONZE_EVENTS, version=bronze_version)
     candidates = received_in_time(bronze, start, end, silver_config.allowed_lateness_s).cache()
     events = deduplicate(candidates)
     context = None

@@ -17,10 +17,21 @@ CATEGORICAL_COLUMNS: tuple[str, ...] = ("device_os", "device_network", "topic", 
 # Numeric context: slot on the page and hour of day (UTC) of the request.
 CONTEXT_NUMERIC_COLUMNS: tuple[str, ...] = ("position", "hour_of_day")
 
+# Logged with the impression by whatever served it, carried with the example and never a model
+# input: ``variant`` (the A/B arm, ``<experiment>:<variant>``) and ``propensity``, the probability
+# the serving policy showed this video at this position (docs/events.md), for off-policy
+# evaluation. Both are null for impressions logged without them (the open-loop simulator's).
+VARIANT = "variant"
+PROPENSITY = "propensity"
+LOGGING_COLUMNS: tuple[str, ...] = (VARIANT, PROPENSITY)
+
 # Registry features, per entity, in registry order.
 FEATURE_COLUMNS: tuple[str, ...] = tuple(name for entity in ENTITIES for name in feature_names(entity))
 NUMERIC_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *CONTEXT_NUMERIC_COLUMNS)
 MODEL_INPUT_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
+if set(LOGGING_COLUMNS) & set(MODEL_INPUT_COLUMNS):
+    # A ranker fed the logging policy's own propensity would learn the policy, not the user.
+    raise TypeError(f"logging columns {LOGGING_COLUMNS} must not be model inputs")
 
 # Labels. ``label`` is the primary engagement label: any outcome was engagement as
 # features/engagement.py defines it (watch ratio >= training.positive_watch_ratio, or a like or a

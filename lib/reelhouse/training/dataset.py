@@ -13,6 +13,10 @@ impressions of the same (request, user, video) the first is kept. Both are count
 impression is positive (``label``) when one of its outcomes was engagement as
 features/engagement.py defines it (:func:`label_condition`).
 
+Logging columns. Each example carries what its impression logged about the policy that served
+it (columns.LOGGING_COLUMNS: ``variant``, ``propensity``), null when it logged none. They are for
+evaluating policies (off-policy estimates weight an example by its propensity), never model inputs.
+
 Point in time. Features as of ``T`` cover events before ``T``, so an impression may use the row
 with the latest ``feature_time <= t``, never a later one. ``t`` is when the impression was
 known: its ``event_time``, or the broker's receive time if the device clock ran ahead, the same
@@ -70,6 +74,7 @@ from reelhouse.training.columns import (
     FEATURE_TIME_COLUMNS,
     ID_COLUMNS,
     LABEL,
+    LOGGING_COLUMNS,
     OUTCOME_COLUMNS,
     OUTCOME_FLAGS,
     SPLIT,
@@ -114,6 +119,8 @@ def training_set_table(name: str = "training_set") -> TableSpec:
         *(pa.field(c, pa.string()) for c in CATEGORICAL_COLUMNS),
         pa.field("position", int32),
         pa.field("hour_of_day", int32, nullable=False),
+        # As silver holds them (nullable: absent when the impression's producer logged none).
+        *(SILVER_EVENTS.schema.field(c).with_nullable(True) for c in LOGGING_COLUMNS),
     ]
     for entity in ENTITIES:
         gold = feature_table(entity).schema
@@ -128,6 +135,7 @@ def training_set_table(name: str = "training_set") -> TableSpec:
         *OUTCOME_COLUMNS,
         *CATEGORICAL_COLUMNS,
         *CONTEXT_NUMERIC_COLUMNS,
+        *LOGGING_COLUMNS,
         *FEATURE_COLUMNS,
         *FEATURE_TIME_COLUMNS,
     }
@@ -404,7 +412,8 @@ def _session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
 def _silver_events(lake: Lake, spark: SparkSession, version: int, start: dt.datetime, until: dt.datetime) -> DataFrame:
     """Silver at ``version``, limited to the hours (partitions) that can hold ``[start, until]``."""
     hour = F.col("event_hour")
-    return lake.read(spark, SILVER_EVENTS.name, version=version).where(
+    # As the spec: a silver table (or version) older than a logging column reads it as null.
+    return lake.read_spec(spark, SILVER_EVENTS, version=version).where(
         (hour >= hour_partition(start)) & (hour <= hour_partition(until))
     )
 
@@ -452,7 +461,13 @@ def build_training_set(
     # About a million impressions per partition keeps each task's sorts in memory.
     partitions = max(int(spark.conf.get("spark.sql.shuffle.partitions")), -(-stats.attributable // ROWS_PER_PARTITION))
     examples = attributed_impressions(
-        events, start, end, settings.attribution_window_s, settings.positive_watch_ratio, partitions
+        events,
+        start,
+        end,
+        settings.attribution_window_s,
+        settings.positive_watch_ratio,
+        partitions,
+        carry=LOGGING_COLUMNS,
     )
     examples = point_in_time_join(examples, features, feature_times, _utc(stats.first_known_s), end)
     valid_from_us, test_from_us = stats.cuts_us

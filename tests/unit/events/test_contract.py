@@ -16,7 +16,7 @@ LIMITS = ValidationLimits()
 DEVICE = {"os": "ios", "app_version": "32.1.0", "country": "US", "network": "wifi"}
 # The per-type fields a complete event of each type carries (required and optional).
 TYPE_EXTRAS = {
-    "impression": {"position": 3, "variant": "ranker-b"},
+    "impression": {"position": 3, "variant": "ranker-b", "propensity": 0.25},
     "play": {"watch_ms": 8200, "video_duration_ms": 15000},
     "like": {},
     "share": {},
@@ -168,6 +168,9 @@ def test_a_field_of_the_wrong_json_type_is_a_wrong_type(overrides, detail):
         ("impression", {"position": 10_000}, "position"),
         ("impression", {"position": -1}, "position"),
         ("impression", {"variant": "v" * 65}, "variant"),
+        ("impression", {"propensity": 0}, "propensity"),
+        ("impression", {"propensity": -0.1}, "propensity"),
+        ("impression", {"propensity": 1.5}, "propensity"),
     ],
 )
 def test_a_value_breaking_its_rule_is_an_invalid_value(event_type, overrides, field):
@@ -196,6 +199,56 @@ def test_a_device_value_breaking_its_rule_is_an_invalid_value(device, field):
 
 def test_empty_request_id_means_organic_and_is_valid():
     assert validate_payload(encode_event(event("like", request_id="")), REF_MS)["request_id"] == ""
+
+
+# ---------------------------------------------------------------------------------- propensity
+
+
+@pytest.mark.parametrize(("value", "stored"), [(0.5, 0.5), (1, 1.0), (1.0, 1.0), (1e-9, 1e-9)])
+def test_propensity_is_a_json_number_in_0_exclusive_to_1_stored_as_a_float(value, stored):
+    row = validate_payload(encode_event(event("impression", propensity=value)), REF_MS)
+    assert row["propensity"] == stored
+    assert type(row["propensity"]) is float  # a JSON 1 is the probability 1.0
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "detail"),
+    [
+        (0, contract.REASON_VALUE, "propensity must be within (0, 1], got '0'"),
+        (0.0, contract.REASON_VALUE, "propensity must be within (0, 1]"),
+        (-0.0, contract.REASON_VALUE, "propensity must be within (0, 1]"),
+        (-0.1, contract.REASON_VALUE, "propensity must be within (0, 1]"),
+        (1.5, contract.REASON_VALUE, "propensity must be within (0, 1]"),
+        (2, contract.REASON_VALUE, "propensity must be within (0, 1]"),
+        ("0.5", contract.REASON_TYPE, "propensity must be float, got str"),
+        (True, contract.REASON_TYPE, "propensity must be float, got bool"),
+        ([0.5], contract.REASON_TYPE, "propensity must be float, got list"),
+    ],
+)
+def test_a_propensity_that_is_not_a_probability_above_0_is_rejected(value, reason, detail):
+    assert_rejected(encode_event(event("impression", propensity=value)), reason, detail)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_propensity_is_an_invalid_value(value):
+    # JSON cannot carry these (the bytes are invalid_json); a decoded object handed to
+    # validate_object (the collector's path) still gets its verdict from the bounds.
+    with pytest.raises(Invalid) as caught:
+        contract.validate_object(event("impression", propensity=value), REF_MS)
+    assert caught.value.reason == contract.REASON_VALUE
+    assert caught.value.detail.startswith("propensity must be within (0, 1]")
+
+
+@pytest.mark.parametrize("text", [b"NaN", b"Infinity", b"1e400"])
+def test_a_propensity_json_cannot_hold_is_invalid_json(text):
+    payload = encode_event(event("impression", propensity=0.25)).replace(b"0.25", text)
+    assert_rejected(payload, contract.REASON_BAD_JSON)
+
+
+def test_propensity_is_an_impression_field_only():
+    # Another type's propensity is an unknown field: ignored, not stored.
+    row = validate_payload(encode_event(event("like", propensity=0.5)), REF_MS)
+    assert "propensity" not in row
 
 
 @pytest.mark.parametrize("event_type", ["purchase", "PLAY", ""])
@@ -287,7 +340,7 @@ def test_a_complete_valid_event_of_every_type_gives_its_flat_row(event_type):
 @pytest.mark.parametrize(
     ("event_type", "absent", "expected"),
     [
-        ("impression", ("position", "variant"), {"position": None, "variant": None}),
+        ("impression", ("position", "variant", "propensity"), {"position": None, "variant": None, "propensity": None}),
         ("skip", ("watch_ms",), {"watch_ms": None}),
     ],
 )
@@ -380,6 +433,7 @@ def valid_events(draw) -> tuple[dict, int]:
     elif event_type == "impression":
         extras["position"] = draw(st.none() | st.integers(0, 9_999))
         extras["variant"] = draw(st.none() | SAFE_TEXT)
+        extras["propensity"] = draw(st.none() | st.just(1) | st.floats(0, 1, exclude_min=True))
     device = {
         "os": draw(st.sampled_from(sorted(contract.DEVICE_OS))),
         "app_version": draw(st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){0,3}", fullmatch=True)),
@@ -440,7 +494,9 @@ JSON_VALUES = st.recursive(
 @settings(max_examples=500, deadline=None)
 @given(
     st.sampled_from(contract.EVENT_TYPES),
-    st.sampled_from(["schema_version", "device", *(s.name for s in contract.COMMON_FIELDS), "watch_ms", "position"]),
+    st.sampled_from(
+        ["schema_version", "device", *(s.name for s in contract.COMMON_FIELDS), "watch_ms", "position", "propensity"]
+    ),
     JSON_VALUES,
 )
 def test_any_json_value_in_any_field_raises_nothing_but_invalid(event_type, field, value):

@@ -16,8 +16,11 @@ from reelhouse.events.contract import (
     REASON_EMPTY,
     REASON_EVENT_TYPE,
     REASON_TIMESTAMP,
+    REASON_TYPE,
+    REASON_VALUE,
     Invalid,
     ValidationLimits,
+    decode_fast,
     encode_event,
     make_event,
     validate_payload,
@@ -66,7 +69,7 @@ def kafka_records(rows: list[tuple[bytes | None, bytes | None, int, int, dt.date
 
 
 PLAY = payload("play", LATE_EVENT, "e-play", watch_ms=1200, video_duration_ms=9000)
-IMPRESSION = payload("impression", BROKER_TIME - dt.timedelta(seconds=2), "e-imp", position=4)
+IMPRESSION = payload("impression", BROKER_TIME - dt.timedelta(seconds=2), "e-imp", position=4, propensity=0.95)
 # Two days ahead of the broker clock: beyond the default one-day skew.
 FUTURE = payload("like", BROKER_TIME + dt.timedelta(days=2), "e-future")
 UNKNOWN_TYPE = payload("like", BROKER_TIME, "e-buy").replace(b'"like"', b'"purchase"')
@@ -128,6 +131,7 @@ def test_bronze_rows_hold_the_flat_event_and_its_kafka_position():
         "video_duration_ms": 9000,
         "position": None,
         "variant": None,
+        "propensity": None,
         "kafka_topic": "events",
         "kafka_partition": 0,
         "kafka_offset": 100,
@@ -137,6 +141,7 @@ def test_bronze_rows_hold_the_flat_event_and_its_kafka_position():
     }
     assert impression["event_type"] == "impression"
     assert (impression["position"], impression["variant"], impression["watch_ms"]) == (4, None, None)
+    assert impression["propensity"] == 0.95
     assert impression["event_date"] == dt.date(2026, 11, 21)
 
 
@@ -233,7 +238,7 @@ def test_spark_style_etc_utc_timestamps_are_accepted():
 
 REF_MS = ms(BROKER_TIME)
 TYPE_EXTRAS = {
-    "impression": {"position": 2, "variant": "b"},
+    "impression": {"position": 2, "variant": "b", "propensity": 0.5},
     "play": {"watch_ms": 5, "video_duration_ms": 9},
     "skip": {"watch_ms": 1},
 }
@@ -328,6 +333,64 @@ def test_bytes_that_are_not_json_are_never_accepted(value):
     assert_split_matches_reference([value])
 
 
+def test_an_impression_without_propensity_stores_null_and_one_with_it_a_double():
+    # The open-loop simulator logs no propensity; the feed service logs one on every impression.
+    at = BROKER_TIME - dt.timedelta(seconds=1)
+    values = [
+        payload("impression", at, "e-with", position=0, propensity=0.5),
+        payload("impression", at, "e-int", position=1, propensity=1),
+        payload("impression", at, "e-without", position=2),
+        payload("impression", at, "e-null", position=3)[:-1] + b',"propensity":null}',  # make_event drops None
+    ]
+    bronze, quarantine = split_records(
+        kafka_records([(b"u7", v, 0, i, BROKER_TIME) for i, v in enumerate(values)]), ValidationLimits()
+    )
+    assert quarantine.num_rows == 0
+    assert bronze.schema.field("propensity").type == pa.float64()
+    assert bronze.schema.field("propensity").nullable
+    assert [r["propensity"] for r in in_kafka_order(bronze)] == [0.5, 1.0, None, None]
+
+
+# (value, reference verdict). The accepted ones must take the fast path and the others fall back
+# to the reference validator: the fast path holds the rule itself, not only by falling back.
+PROPENSITIES = [
+    (0.5, "ok"),
+    (1, "ok"),
+    (1.0, "ok"),
+    (1e-9, "ok"),
+    (None, "ok"),
+    (0, REASON_VALUE),
+    (0.0, REASON_VALUE),
+    (-0.0, REASON_VALUE),
+    (-0.1, REASON_VALUE),
+    (1.5, REASON_VALUE),
+    (2, REASON_VALUE),
+    ("0.5", REASON_TYPE),
+    (True, REASON_TYPE),
+    (False, REASON_TYPE),
+    ([0.5], REASON_TYPE),
+    ({"p": 0.5}, REASON_TYPE),
+]
+
+
+@pytest.mark.parametrize(("value", "verdict"), PROPENSITIES, ids=[repr(v) for v, _ in PROPENSITIES])
+def test_both_validators_give_a_propensity_the_same_verdict(value, verdict):
+    event = encode_event({**full_event("impression"), "propensity": value})
+    assert reference_verdict(event)[0] == verdict
+    assert (decode_fast(event, REF_MS - 1, REF_MS + 1) is not None) == (verdict == "ok")
+    assert_split_matches_reference([event])
+
+
+@pytest.mark.parametrize("text", [b"1e-400", b"1e400", b"NaN"])
+def test_a_propensity_beyond_a_double_gets_the_reference_verdict(text):
+    # 1e-400 rounds to 0.0 (invalid_value); 1e400 and NaN are not JSON numbers a double holds.
+    event = encode_event({**full_event("impression"), "propensity": 0.5}).replace(
+        b'"propensity":0.5', b'"propensity":' + text
+    )
+    assert_split_matches_reference([event])
+    assert decode_fast(event, REF_MS - 1, REF_MS + 1) is None
+
+
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
@@ -351,6 +414,7 @@ FIELDS = [
     "video_duration_ms",
     "position",
     "variant",
+    "propensity",
     "unknown",
     "device.os",
     "device.app_version",

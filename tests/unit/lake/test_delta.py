@@ -88,3 +88,97 @@ def test_reading_a_missing_table_without_spark_says_what_to_do(tmp_path):
         lake.to_arrow("plays")
     with pytest.raises(LakeError, match="a version or a timestamp, not both"):
         lake.snapshot("plays", version=1, timestamp=dt.datetime.now(dt.UTC))
+
+
+# ---------------------------------------------------------------------------------- schema evolution
+# ensure_table against a stand-in for delta-spark: the table's columns in its snapshot, and the SQL
+# it is sent.
+class _Snapshot:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def version(self) -> int:
+        return 3
+
+    def schema(self) -> _Snapshot:
+        return self
+
+    def fieldNames(self) -> list[str]:  # noqa: N802 - the JVM's name
+        return self.names
+
+
+class _Spark:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.statements: list[str] = []
+        self.error = error
+
+    def sql(self, statement: str) -> None:
+        self.statements.append(statement)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def table_columns(monkeypatch):
+    """Set the columns the table's successive snapshots have; DeltaTable.forPath gives the path back."""
+    from delta.tables import DeltaTable
+
+    snapshots: list[list[str]] = []
+    monkeypatch.setattr(Lake, "_spark_snapshot", staticmethod(lambda spark, location: _Snapshot(snapshots.pop(0))))
+    monkeypatch.setattr(DeltaTable, "forPath", staticmethod(lambda spark, location: location))
+    return snapshots
+
+
+EVOLVED = TableSpec(
+    "plays",
+    pa.schema(
+        [
+            pa.field("first", pa.string()),
+            *SPEC.schema,
+            pa.field("propensity", pa.float64()),
+            pa.field("variant", pa.string()),
+        ]
+    ),
+    SPEC.partition_by,
+)
+
+
+def test_an_existing_table_gains_the_nullable_columns_its_spec_added_each_in_its_place(table_columns):
+    table_columns.append(SPEC.schema.names)
+    spark = _Spark()
+    assert Lake(LakeConfig(root="/lake")).ensure_table(spark, EVOLVED) == "/lake/plays"  # type: ignore[arg-type]
+    # One metadata-only commit; each column after its predecessor in the spec (one added before it too).
+    assert spark.statements == [
+        "ALTER TABLE delta.`/lake/plays` ADD COLUMNS (`first` string FIRST, `propensity` double AFTER `event_date`, "
+        "`variant` string AFTER `propensity`)"
+    ]
+
+
+def test_a_table_with_every_column_of_its_spec_is_left_alone(table_columns):
+    # Every write ensures its table: the usual case must cost no commit.
+    table_columns.append([*reversed(EVOLVED.schema.names), "dropped_from_the_spec"])
+    spark = _Spark()
+    Lake(LakeConfig(root="/lake")).ensure_table(spark, EVOLVED)  # type: ignore[arg-type]
+    assert spark.statements == []
+
+
+def test_a_required_column_the_table_lacks_is_an_error_not_an_alter(table_columns):
+    table_columns.append(SPEC.schema.names[:-1])  # event_date, not nullable, is missing
+    spark = _Spark()
+    with pytest.raises(LakeError, match=r"lacks the required columns \['event_date'\].*migrate the table"):
+        Lake(LakeConfig(root="/lake")).ensure_table(spark, SPEC)  # type: ignore[arg-type]
+    assert spark.statements == []
+
+
+def test_a_concurrent_writer_adding_the_same_columns_is_not_an_error(table_columns, monkeypatch):
+    import reelhouse.lake.delta as delta
+
+    monkeypatch.setattr(delta, "is_conflict", lambda error: str(error) == "conflict")
+    table_columns += [SPEC.schema.names, EVOLVED.schema.names]  # the other writer's commit won
+    Lake(LakeConfig(root="/lake")).ensure_table(_Spark(RuntimeError("conflict")), EVOLVED)  # type: ignore[arg-type]
+    table_columns += [SPEC.schema.names, SPEC.schema.names]  # a conflict, but the columns are still missing
+    with pytest.raises(RuntimeError):
+        Lake(LakeConfig(root="/lake")).ensure_table(_Spark(RuntimeError("conflict")), EVOLVED)  # type: ignore[arg-type]
+    table_columns += [SPEC.schema.names]  # any other failure
+    with pytest.raises(RuntimeError):
+        Lake(LakeConfig(root="/lake")).ensure_table(_Spark(RuntimeError("disk full")), EVOLVED)  # type: ignore[arg-type]
