@@ -572,6 +572,20 @@ class ServingConfig(_Model):
     max_per_topic: int = Field(3, ge=1, description="Diversity cap: videos of one topic in a page.")
     max_per_creator: int = Field(2, ge=1, description="Diversity cap: videos of one creator in a page.")
     exploration_slots: int = Field(1, ge=0, description="Page slots kept for new videos (exploration).")
+    explore_epsilon: float = Field(
+        0.05,
+        ge=0,
+        le=0.5,
+        description="Per page slot, the probability that the slot shows a uniformly drawn remaining candidate "
+        "instead of the ranker's next choice. It makes every candidate's chance of being shown positive, so the "
+        "`propensity` logged on impressions supports off-policy evaluation; 0 makes the page deterministic "
+        "(propensity 1). At most 0.5, so a logged propensity tells a greedy slot from an explored one.",
+    )
+    clock_file: str | None = Field(
+        None,
+        description="Simulations only (the multi-day closed loop sets it): the service reads the time from this "
+        "clock file (reelhouse/clock.py) instead of the wall clock. Never set it for real traffic.",
+    )
     seen_ttl_h: float = Field(
         72.0, gt=0, description="How long shown or watched videos stay excluded from a user's feed."
     )

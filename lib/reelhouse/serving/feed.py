@@ -58,7 +58,7 @@ from reelhouse.serving.features import (
 )
 from reelhouse.serving.ranking import TRENDING, ModelRanker, Ranker, request_seed
 from reelhouse.serving.recall import Candidates, RecallIndex
-from reelhouse.serving.rerank import rerank
+from reelhouse.serving.rerank import explore, rerank
 from reelhouse.serving.security import FeedParams
 from reelhouse.serving.state import ServingState
 from reelhouse.serving.store_client import StoreUnavailable
@@ -110,11 +110,11 @@ class FeedPipeline:
     async def run(self, params: FeedParams) -> dict[str, Any]:
         state, serving = self.state, self.serving
         started = time.perf_counter()
-        now = dt.datetime.now(dt.UTC)
+        now_ms = state.clock.now_ms()  # the wall clock, unless a simulation sets the time (clock.py)
+        now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
         request = _Request(
-            params, new_request_id(), now, int(now.timestamp() * 1000), state.index,
-            state.bucketing.assign(params.user_id, now),
-        )  # fmt: skip
+            params, new_request_id(), now, now_ms, state.index, state.bucketing.assign(params.user_id, now)
+        )
         variant = request.variant
         ranker_ref = variant.ranker if variant is not None else f"alias:{serving.ranker_alias}"
         ranker, ref_state = state.rankers.get(ranker_ref)
@@ -141,6 +141,8 @@ class FeedPipeline:
             serving.max_per_creator,
             serving.exploration_slots,
         )
+        rng = np.random.default_rng(np.random.SeedSequence([request_seed(request.request_id), 1]))
+        picked, propensities = explore(page.picked, scores, serving.explore_epsilon, rng)
         t_rerank = time.perf_counter()
 
         items = [
@@ -150,7 +152,7 @@ class FeedPipeline:
                 "score": float(scores[i]),
                 "source": index.source_names[int(candidates.source[i])],
             }
-            for position, i in enumerate(page.picked.tolist())
+            for position, i in enumerate(picked.tolist())
         ]
         body = {
             "request_id": request.request_id,
@@ -161,7 +163,7 @@ class FeedPipeline:
             "degraded": request.degraded,
             "items": items,
         }
-        self._log_impressions(request, items)
+        self._log_impressions(request, items, propensities)
         state.writer.record(params.user_id, [item["video_id"] for item in items], (), request.now_ms)
 
         metrics = state.metrics
@@ -312,7 +314,7 @@ class FeedPipeline:
             return None
         return scores
 
-    def _log_impressions(self, request: _Request, items: list[dict[str, Any]]) -> None:
+    def _log_impressions(self, request: _Request, items: list[dict[str, Any]], propensities: np.ndarray) -> None:
         producer = self.state.producer
         if not items:
             return
@@ -324,7 +326,7 @@ class FeedPipeline:
         device = params.device
         key = params.user_id.encode()
         variant = request.assignment.label if request.assignment is not None else None
-        for item in items:
+        for item, propensity in zip(items, propensities.tolist(), strict=True):
             event = {
                 "schema_version": SCHEMA_VERSION,
                 "event_id": f"{request.request_id}.{item['position']}",
@@ -336,6 +338,7 @@ class FeedPipeline:
                 "request_id": request.request_id,
                 "device": device,
                 "position": item["position"],
+                "propensity": propensity,  # of this video at this slot (rerank.explore)
             }
             if variant is not None:
                 event["variant"] = variant

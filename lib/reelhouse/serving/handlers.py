@@ -9,7 +9,6 @@ with ``Retry-After`` at once), then does its work. Every refusal has the service
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -128,7 +127,7 @@ class EventsHandler:
             body = await security.read_bounded(
                 request.stream(), request.headers.get("content-length"), self.serving.max_body_bytes
             )
-            now_ms = int(time.time() * 1000)
+            now_ms = self.state.clock.now_ms()
             batch = parse_events(body, now_ms, self.bounds, self.serving.max_events_per_request)
         except RequestError as e:
             self.state.metrics.rejected_requests.labels("events", str(e.status)).inc()

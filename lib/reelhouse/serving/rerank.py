@@ -97,3 +97,48 @@ def rerank(
     position = {i: p for p, i in enumerate(ranked)}
     picked.sort(key=position.__getitem__)
     return Page(np.array(picked, dtype=np.int64), relaxed=relaxed)
+
+
+def explore(
+    page: np.ndarray, scores: np.ndarray, epsilon: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The served page and each slot's propensity: epsilon-greedy per slot over the rules' page.
+
+    For slot ``p`` of the page, ``M`` candidates are not placed yet and the greedy choice is the
+    next video of ``page`` (the rules' pick) not placed yet, or, once a draw has taken one of those,
+    the best-scored candidate left. With probability ``epsilon`` the slot shows a uniform draw among
+    the ``M`` (the greedy one included), else the greedy one; so the probability of what it shows,
+    given the request's candidates and the slots before, is ``(1 - epsilon) + epsilon / M`` for the
+    greedy video and ``epsilon / M`` for any other. That is the ``propensity`` an impression logs
+    (docs/events.md): every candidate has a positive chance at every slot, which off-policy
+    evaluation needs. A drawn video may break the diversity caps; exploration is worth that.
+    Returns candidate indices in page order and float64 propensities."""
+    page = np.asarray(page, dtype=np.int64)
+    n, k = len(scores), len(page)
+    if epsilon <= 0 or k == 0:
+        return page, np.ones(k)
+    placed = np.zeros(n, dtype=bool)
+    fallback: list[int] | None = None  # best-scored first, computed when a draw first needs it
+    greedy_queue = page.tolist()
+    picked: list[int] = []
+    propensity = np.empty(k)
+    for slot in range(k):
+        while greedy_queue and placed[greedy_queue[0]]:
+            greedy_queue.pop(0)
+        if greedy_queue:
+            greedy = greedy_queue[0]
+        else:
+            if fallback is None:
+                fallback = np.argsort(
+                    -np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf), kind="stable"
+                ).tolist()
+            greedy = next(i for i in fallback if not placed[i])
+        remaining = n - slot
+        if rng.random() < epsilon:
+            choice = int(np.flatnonzero(~placed)[rng.integers(remaining)])
+        else:
+            choice = greedy
+        propensity[slot] = (1.0 - epsilon) * (choice == greedy) + epsilon / remaining
+        placed[choice] = True
+        picked.append(choice)
+    return np.asarray(picked, dtype=np.int64), propensity

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from reelhouse.clock import clock_for
 from reelhouse.config import ReelhouseConfig
 from reelhouse.experiments.bucketing import Bucketing
 from reelhouse.lake import Lake
@@ -65,6 +66,7 @@ class ServingState:
 
     def __init__(self, config: ReelhouseConfig) -> None:
         self.config = config
+        self.clock = clock_for(config.serving.clock_file)  # the wall clock, unless a simulation sets one
         self.metrics = ServingMetrics()
         self.bucketing = Bucketing(config.experiments)
         self.recall = RecallTables(Lake(config.lake), config.recall, on_reload=self._recall_reloaded)
@@ -81,6 +83,7 @@ class ServingState:
             recent_max=config.recall.covisit_recent_items,
             ttl_ms=int(config.serving.seen_ttl_h * 3_600_000),
             metrics=self.metrics,
+            now_ms=self.clock.now_ms,
         )
         self.producer: EventProducer | None = None
         self.producer_error: str | None = None

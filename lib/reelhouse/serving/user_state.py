@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reelhouse.clock import WallClock
 from reelhouse.online.store import FeatureRow, OnlineStore, from_epoch_ms
 from reelhouse.serving.metrics import ServingMetrics
 
@@ -155,8 +156,10 @@ class StateWriter:
         metrics: ServingMetrics | None = None,
         max_pending_users: int = MAX_PENDING_USERS,
         max_pending_videos: int = MAX_PENDING_VIDEOS,
+        now_ms: Callable[[], int] = WallClock().now_ms,
     ) -> None:
         self._open_store = open_store
+        self._now_ms = now_ms  # the service's clock (reelhouse/clock.py): rows expire in its time
         self._store: OnlineStore | None = None
         self.seen_max, self.recent_max, self.ttl_ms = seen_max, recent_max, ttl_ms
         self.metrics = metrics
@@ -256,7 +259,7 @@ class StateWriter:
                 )
         if not work:
             return True
-        now_ms = int(time.time() * 1000)
+        now_ms = self._now_ms()
         try:
             store = self._store = self._store or self._open_store()
             seen = {u: w[1] for u, w in work.items() if w[1]}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
+import pytest
 
-from reelhouse.serving.rerank import rerank
+from reelhouse.serving.rerank import explore, rerank
 
 
 def page(scores, topics=None, creators=None, exploration=None, k=5, max_topic=3, max_creator=2, slots=0, seen=None):
@@ -109,3 +111,50 @@ def test_a_realistic_page_respects_every_rule():
     assert max(Counter(creators[picked].tolist()).values()) <= 2
     assert exploration[picked].sum() >= 1
     assert (np.diff(scores[picked]) <= 0).all()
+
+
+# -- epsilon-greedy exploration and its propensities ----------------------------------------------
+
+EXPLORE_SEED = int(os.environ.get("REELHOUSE_TEST_SEED", "20261206"))
+
+
+def test_explore_without_epsilon_serves_the_rules_page_with_propensity_one():
+    page = np.array([3, 1, 2])
+    picked, propensity = explore(page, np.array([0.1, 0.5, 0.2, 0.9]), 0.0, np.random.default_rng(0))
+    assert picked.tolist() == [3, 1, 2]
+    assert propensity.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_explore_propensities_are_the_probabilities_of_what_each_slot_showed():
+    """Monte Carlo: the frequency of (slot, video, history) matches the logged propensity."""
+    rng = np.random.default_rng(EXPLORE_SEED)
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.05])
+    page = np.array([0, 1, 2])
+    epsilon, draws = 0.3, 20_000
+    first_slot = Counter()
+    logged = {}
+    for _ in range(draws):
+        picked, propensity = explore(page, scores, epsilon, rng)
+        assert len(set(picked.tolist())) == 3 and ((propensity > 0) & (propensity <= 1)).all()
+        first_slot[int(picked[0])] += 1
+        logged[int(picked[0])] = float(propensity[0])
+    assert logged[0] == pytest.approx(1 - epsilon + epsilon / 5)
+    assert logged[4] == pytest.approx(epsilon / 5)
+    for video, count in first_slot.items():
+        assert count / draws == pytest.approx(logged[video], abs=0.015), f"seed {EXPLORE_SEED} (REELHOUSE_TEST_SEED)"
+
+
+def test_explore_second_slot_propensity_counts_only_the_remaining_candidates():
+    class Draws:  # first slot explores and draws the second candidate left; second slot is greedy
+        def __init__(self):
+            self.uniforms = iter([0.0, 0.99])
+
+        def random(self):
+            return next(self.uniforms)
+
+        def integers(self, high):
+            return 1
+
+    picked, propensity = explore(np.array([0, 1]), np.array([0.9, 0.8, 0.1]), 0.2, Draws())
+    assert picked.tolist() == [1, 0]  # the draw took the page's second video; slot 2's greedy is the first
+    assert propensity.tolist() == pytest.approx([0.2 / 3, 1 - 0.2 + 0.2 / 2])
