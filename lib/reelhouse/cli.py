@@ -53,6 +53,15 @@ def _closed_loop(config, args: argparse.Namespace) -> int:  # noqa: ANN001 - a R
     from reelhouse.simulator.options import closed_loop_options_from_args
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the progress
+    if args.days is not None:
+        import orjson
+
+        from reelhouse.simulator.days import run_loop
+        from reelhouse.simulator.options import loop_options_from_args
+
+        result = run_loop(args.config, loop_options_from_args(args))
+        print(orjson.dumps(result).decode())
+        return 0
     report, markdown = run_closed_loop(config, closed_loop_options_from_args(config, args))
     print(markdown)
     print(f"report: {report.paths['markdown']}")
@@ -131,12 +140,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def _cmd_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
+    from reelhouse.evaluation.options import check_evaluate_arguments
     from reelhouse.evaluation.run import options_from_args, run_evaluation
 
+    check_evaluate_arguments(parser, args)
     config = load_config(args.config)
+    if args.off_policy:
+        return _off_policy(config, args)
     sessions = []
 
     with ExitStack() as stack:
@@ -150,6 +163,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(run.markdown)
     print(f"report: {run.paths['markdown']}  plot: {run.paths['plot']}")
     print(run.result.to_json())
+    return 0
+
+
+def _off_policy(config, args: argparse.Namespace) -> int:  # noqa: ANN001 - a ReelhouseConfig
+    from reelhouse.evaluation.off_policy import DEFAULT_CLIP, evaluate_off_policy
+
+    clip = DEFAULT_CLIP if args.clip is None else args.clip
+    result = evaluate_off_policy(config, args.model, args.start, args.end, clip=clip)
+    print(result.summary(), file=sys.stderr)
+    print(result.to_json())
     return 0
 
 
@@ -203,13 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     maintain.set_defaults(func=_cmd_maintain)
 
     evaluate = sub.add_parser(
-        "evaluate", help="offline top-K evaluation of the baselines, recall sources and ranked pipeline"
+        "evaluate",
+        help="offline top-K evaluation of the baselines, recall sources and ranked pipeline, or (--off-policy) "
+        "of a registered ranker on the logged impressions",
     )
     _add_config(evaluate)
+    from functools import partial
+
     from reelhouse.evaluation.options import add_evaluate_arguments
 
     add_evaluate_arguments(evaluate)
-    evaluate.set_defaults(func=_cmd_evaluate)
+    evaluate.set_defaults(func=partial(_cmd_evaluate, evaluate))  # the parser: for combinations it refuses
 
     serve = sub.add_parser("serve", help="run the For-You feed service (HTTP API on uvicorn)")
     _add_config(serve)

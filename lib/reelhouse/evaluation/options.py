@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from reelhouse.arguments import add_interaction_log_arguments, utc_time
+from reelhouse.errors import EvaluationError
+from reelhouse.evaluation.off_policy import DEFAULT_CLIP, parse_model_ref
 
 
 def k_values(text: str) -> tuple[int, ...]:
@@ -25,7 +27,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--end",
         type=utc_time,
         default=None,
-        help="lake only: evaluate events before this ISO time (default: all); the last day before it is held out",
+        help="lake only: evaluate events before this ISO time (default: all); the last day before it is held out; "
+        "with --off-policy: impressions before this time",
     )
     data.add_argument("--interactions", default=None, help="CSV or Parquet interaction log to evaluate on instead")
     add_interaction_log_arguments(data)
@@ -50,3 +53,61 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where report.md, metrics.png and metrics.json go (default: <data_dir>/evaluation)",
     )
+    off_policy = parser.add_argument_group(
+        "off-policy evaluation of a registered ranker on the logged impressions (docs/off_policy.md)"
+    )
+    off_policy.add_argument(
+        "--off-policy",
+        action="store_true",
+        help="instead of the top-K evaluation: estimate the watch ratio --model would have earned on the training "
+        "set's logged impressions (clipped IPS and SNIPS) beside the logged policy's; the JSON is the last line",
+    )
+    off_policy.add_argument(
+        "--model", type=model_ref, default=None, metavar="REF", help="version:<n> or alias:<name> of the ranker"
+    )
+    off_policy.add_argument(
+        "--start",
+        type=utc_time,
+        default=None,
+        help="impressions at or after this ISO time (default with no --end either: the training set's test split)",
+    )
+    off_policy.add_argument(
+        "--clip", type=clip_value, default=None, help=f"cap of the importance weights (default: {DEFAULT_CLIP:g})"
+    )
+
+
+def model_ref(text: str) -> str:
+    """``version:3`` or ``alias:champion``, as given."""
+    try:
+        parse_model_ref(text)
+    except EvaluationError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def clip_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--clip takes a finite number >= 1, got {text!r}")
+    return value
+
+
+_OFF_POLICY_ONLY = {"--model": "model", "--start": "start", "--clip": "clip"}
+_TOP_K_ONLY = {"--interactions": "interactions", "--max-users": "max_users", "--output-dir": "output_dir"}
+
+
+def check_evaluate_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot refuse by itself; a bad one exits 2 through ``parser.error``."""
+    if args.off_policy:
+        if args.model is None:
+            parser.error("--off-policy needs --model version:<n> or alias:<name> (the ranker to evaluate)")
+        given = [flag for flag, key in _TOP_K_ONLY.items() if getattr(args, key) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} cannot be used with --off-policy (it reads the lake's training set)")
+    else:
+        given = [flag for flag, key in _OFF_POLICY_ONLY.items() if getattr(args, key) is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: only with --off-policy")

@@ -46,6 +46,14 @@ def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([numeric, pd.DataFrame(categorical, index=frame.index)], axis=1)
 
 
+def load_registered(registered_model: str, version: int) -> Any:
+    """Version ``version`` of ``registered_model`` from the MLflow registry, as the sklearn pipeline
+    it was logged as (the promotion gate and off-policy evaluation score it with ``predict_proba``)."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(f"models:/{registered_model}/{version}")
+
+
 def _categorical_imputers() -> list[tuple[str, SimpleImputer]]:
     # Gaps arrive as NaN from pandas and as None from Arrow; both become one "missing" category.
     return [

@@ -115,10 +115,10 @@ def _current_champion(client: MlflowClient, name: str) -> int | None:
 
 def _champion_score(name: str, version: int, metric: str, test: pd.DataFrame) -> tuple[float | None, str]:
     """The champion's score on ``test``, or None and why it could not be had."""
-    import mlflow.sklearn
+    from reelhouse.training.models import load_registered
 
     try:
-        model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        model = load_registered(name, version)
         probabilities = model.predict_proba(test.loc[:, list(MODEL_INPUT_COLUMNS)])[:, 1]
     # Whatever stops the old model from scoring today's inputs (missing columns, changed dtypes,
     # a library that no longer unpickles it) means it cannot be compared, nor serve: see the docstring.
