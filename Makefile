@@ -25,7 +25,7 @@ SPARK_SUBMIT = $(VENV)/bin/spark-submit $$($(PY) -m reelhouse.jvm submit-args --
 .PHONY: help prereqs install system-deps lint demo test test-unit test-integration stack-up stack-down stack-status \
         cluster cluster-down \
         simulate ingest materialize maintain bench-ingest bench-freshness bench-simulate bench-features bench-serve \
-        bench-train bench-quality train candidates evaluate ab-report mlflow airflow airflow-daily stop clean serve
+        bench-train bench-quality bench-loop loop train candidates evaluate ab-report mlflow airflow airflow-daily stop clean serve
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -88,6 +88,11 @@ system-deps: ## Install the Debian packages the integration tests use (redis-ser
 
 demo: install ## Start the local stack, simulate traffic, ingest it into Delta, print a summary, stop
 	@$(VENV)/bin/reelhouse demo --config $(CONFIG)
+
+DAYS ?= 3
+USERS ?= 500
+loop: install ## After make demo: DAYS simulated days of users on the feed service, the daily flow after each (learning vs frozen ranker; report in .reelhouse/loop)
+	@$(VENV)/bin/reelhouse simulate --config $(CONFIG) --closed-loop --days $(DAYS) --users $(USERS)
 
 lint: install ## ruff check and ruff format --check over the whole tree (make test runs it first)
 	@$(VENV)/bin/ruff check .
@@ -180,6 +185,9 @@ bench-serve: install ## Benchmark: feed latency at 200/500/1000 req/s (open loop
 
 bench-quality: install ## Benchmark: every recall source and the pipeline on MovieLens-100k (downloads the recbole wheel; nDCG@10 vs published)
 	@$(PY) bench/bench_quality.py --config $(CONFIG)
+
+bench-loop: install ## Benchmark: demo then 5 simulated days of 2,000 users in a workspace of its own (learning vs frozen, off-policy vs realised)
+	@$(PY) bench/bench_loop.py
 
 clean: ## Remove local data (.reelhouse) — stop the stack first
 	@rm -rf .reelhouse spark-warehouse test-artifacts

@@ -23,12 +23,13 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from reelhouse.config import ReelhouseConfig
+from reelhouse.progress import progress_bar
 
 # The lake and the tables are imported where used: the CLI imports this module's defaults at start-up.
 
@@ -39,6 +40,17 @@ CLOSED_LOOP_S = 90.0  # wall-clock seconds of simulated users driving the feed s
 CLOSED_LOOP_USERS = 600  # simulated users of the closed loop (default)
 DEMO_TIME_SCALE = 2_400.0  # 10 s of traffic at the default rate = 6.7 simulated hours
 SECRET_FILE_MODE = 0o600  # owner read/write: the local overrides file holds the service token
+
+
+class _Steps:
+    """The demo's numbered steps: each is logged as ``[n/STEPS] ...`` and moves the terminal's bar to it."""
+
+    def __init__(self, update: Callable[..., None]) -> None:
+        self._update = update
+
+    def __call__(self, n: int, message: str, *args: object) -> None:
+        log.info(f"[{n}/{STEPS}] {message}", *args)
+        self._update(completed=n - 1, description=f"demo: {message % args}")
 
 
 def _summary(config: ReelhouseConfig, simulated: object, ingested: object, seconds: float) -> str:
@@ -84,7 +96,7 @@ _SHOWN = {
 }
 
 
-def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
+def _layers(spark: object, config: ReelhouseConfig, step: _Steps) -> list[str]:
     """Silver and gold for the hours the traffic covered, the speed layer, the online store."""
     from pyspark.sql import functions as F
 
@@ -105,13 +117,15 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
     end = dt.datetime.fromtimestamp(last / 1e6, dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(
         hours=1
     )
-    log.info("[4/%d] silver for [%s, %s)", STEPS, start, end)
+    step(4, "silver for [%s, %s)", start, end)
     silver = build_silver(spark, config, start, end)
     hours = int((end - start) / dt.timedelta(hours=1))
-    log.info("[5/%d] gold features as of every hour from %s to %s", STEPS, start + dt.timedelta(hours=1), end)
-    for hour in range(1, hours + 1):
-        gold = build_features(spark, config, start + dt.timedelta(hours=hour))
-    log.info("[6/%d] speed layer over the topic (available-now), then gold into the online store", STEPS)
+    step(5, "gold features as of every hour from %s to %s", start + dt.timedelta(hours=1), end)
+    with progress_bar(hours, "gold features, hour by hour") as built:
+        for hour in range(1, hours + 1):
+            gold = build_features(spark, config, start + dt.timedelta(hours=hour))
+            built()
+    step(6, "speed layer over the topic (available-now), then gold into the online store")
     speed = run_speed_layer(spark, config, trigger="available_now")
     materialized = materialize_online(spark, config)
     lines = [
@@ -139,23 +153,23 @@ def _layers(spark: object, config: ReelhouseConfig) -> list[str]:
             lines.append(f"  online {entity} {key} (as of {row.feature_time:%H:%M} UTC): {shown}")
     finally:
         store.close()
-    return lines + _models(spark, config, start, end)
+    return lines + _models(spark, config, start, end, step)
 
 
-def _models(spark: object, config: ReelhouseConfig, start: dt.datetime, end: dt.datetime) -> list[str]:
+def _models(spark: object, config: ReelhouseConfig, start: dt.datetime, end: dt.datetime, step: _Steps) -> list[str]:
     """Training set, both rankers through the registry's gate, recall candidates, offline evaluation."""
     from reelhouse.evaluation.run import EvaluateOptions, run_evaluation
     from reelhouse.recall.candidates import build_candidates
     from reelhouse.training.dataset import build_training_set
     from reelhouse.training.ranker import train_from_lake
 
-    log.info("[7/%d] training set for [%s, %s) with point-in-time features", STEPS, start, end)
+    step(7, "training set for [%s, %s) with point-in-time features", start, end)
     built = build_training_set(spark, config, start, end)
-    log.info("[8/%d] training both rankers, registering them, promotion gate", STEPS)
+    step(8, "training both rankers, registering them, promotion gate")
     trained = train_from_lake(config)
-    log.info("[9/%d] recall candidates as of %s", STEPS, end)
+    step(9, "recall candidates as of %s", end)
     candidates = build_candidates(spark, config, end)
-    log.info("[10/%d] offline evaluation", STEPS)
+    step(10, "offline evaluation")
     evaluation = run_evaluation(
         config, EvaluateOptions(k=(10, 20), output_dir=Path(config.data_dir) / "evaluation"), lambda: spark
     )
@@ -226,41 +240,33 @@ def ensure_serving_token(config_path: Path) -> bool:
     return True
 
 
-def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path, seconds: float, users: int) -> list[str]:
+def _closed_loop(
+    spark: object, config: ReelhouseConfig, config_path: Path, seconds: float, users: int, step: _Steps
+) -> list[str]:
     """Start the feed service, let simulated users use it, land their events in bronze."""
-    import subprocess
-
     from reelhouse.lake import Lake
     from reelhouse.simulator.closed_loop import run_closed_loop
     from reelhouse.simulator.options import ClosedLoopOptions
+    from reelhouse.simulator.service import feed_service, wait_until_ready
     from reelhouse.streaming.ingest import run_ingestion
     from reelhouse.streaming.tables import BRONZE_EVENTS
 
     serving = config.serving
     url = f"http://{serving.host}:{serving.port}"
-    log.info(
-        "[11/%d] feed service on %s, then %.0f s of simulated users (closed loop, A/B variants)",
-        STEPS,
+    step(
+        11,
+        "feed service on %s, then %.0f s of simulated users (closed loop, A/B variants)",
         url,
         seconds,
     )
     logs = Path(config.data_dir) / "serving.log"
-    command = [str(Path(sys.executable).parent / "reelhouse"), "serve", "--config", str(config_path)]
-    with open(logs, "w") as out:
-        service = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_ready(f"{url}/readyz", service, logs, timeout_s=180)
+    with feed_service(config_path, logs) as service:
+        wait_until_ready(url, service, logs, timeout_s=180)
         options = ClosedLoopOptions.from_config(
             config, url=url, users=users, concurrency=min(24, users), duration_s=seconds
         )
         report, markdown = run_closed_loop(config, options)
-    finally:
-        service.terminate()
-        try:
-            service.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            service.kill()
-    log.info("[12/%d] ingesting what the service logged and the users reported into bronze", STEPS)
+    step(12, "ingesting what the service logged and the users reported into bronze")
     from pyspark.sql import functions as F
 
     lake = Lake(config.lake)
@@ -277,26 +283,6 @@ def _closed_loop(spark: object, config: ReelhouseConfig, config_path: Path, seco
         "",
         markdown,
     ]
-
-
-def _wait_until_ready(url: str, process: object, logs: Path, timeout_s: float) -> None:
-    import urllib.error
-    import urllib.request
-
-    from reelhouse.errors import ReelhouseError
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:  # type: ignore[attr-defined]
-            tail = "\n".join(logs.read_text(errors="replace").splitlines()[-20:]) if logs.exists() else ""
-            raise ReelhouseError(f"the feed service did not become ready at {url}; the end of {logs}:\n{tail}")
-        time.sleep(1)
 
 
 def _utc_ms(ms: int) -> str:
@@ -327,47 +313,51 @@ def run_demo(
     started = time.monotonic()
     stack = LocalStack(config)
     started_stack = config.stack.enabled and not stack.broker_running()
-    if started_stack:
-        log.info("[1/%d] starting the local stack (broker on local S3 storage)", STEPS)
-        stack.up()
-    else:
-        log.info("[1/%d] local stack already running; using it", STEPS)
-    spark = None
-    try:
-        sim = config.simulator
-        span_s = sim.duration_s * DEMO_TIME_SCALE
-        # The traffic ends at the last UTC midnight: the day before is then complete, so the daily
-        # DAG's next scheduled run (make airflow, make airflow-daily) rebuilds exactly that day.
-        end_ms = int(time.time() // 86_400 * 86_400_000)
-        start_ms = end_ms - int(span_s * 1000)
-        lag_s = time.time() - start_ms / 1000 + 3_600
-        config = config.model_copy(
-            update={"simulator": sim.model_copy(update={"time_scale": DEMO_TIME_SCALE, "max_lag_s": lag_s})}
-        )
-        log.info(
-            "[2/%d] simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours up to %s)",
-            STEPS,
-            sim.duration_s,
-            sim.rate,
-            span_s / 3600,
-            _utc_ms(end_ms),
-        )
-        options = dataclasses.replace(SimulationOptions.from_config(config), start_time_ms=start_ms)
-        simulated = run_simulation(config, options)
-        log.info("[3/%d] ingesting the topic into Delta (bronze + quarantine)", STEPS)
-        from reelhouse.session import spark_session
-        from reelhouse.streaming.ingest import run_ingestion
+    # The bar is gone before the summary prints: it is for the wait, the summary is the result.
+    with progress_bar(STEPS, "demo") as update:
+        step = _Steps(update)
+        if started_stack:
+            step(1, "starting the local stack (broker on local S3 storage)")
+            stack.up()
+        else:
+            step(1, "local stack already running; using it")
+        spark = None
+        try:
+            sim = config.simulator
+            span_s = sim.duration_s * DEMO_TIME_SCALE
+            # The traffic ends at the last UTC midnight: the day before is then complete, so the daily
+            # DAG's next scheduled run (make airflow, make airflow-daily) rebuilds exactly that day.
+            end_ms = int(time.time() // 86_400 * 86_400_000)
+            start_ms = end_ms - int(span_s * 1000)
+            lag_s = time.time() - start_ms / 1000 + 3_600
+            config = config.model_copy(
+                update={"simulator": sim.model_copy(update={"time_scale": DEMO_TIME_SCALE, "max_lag_s": lag_s})}
+            )
+            step(
+                2,
+                "simulating %.0fs of app traffic at %.0f events/s (%.1f simulated hours up to %s)",
+                sim.duration_s,
+                sim.rate,
+                span_s / 3600,
+                _utc_ms(end_ms),
+            )
+            options = dataclasses.replace(SimulationOptions.from_config(config), start_time_ms=start_ms)
+            simulated = run_simulation(config, options)
+            step(3, "ingesting the topic into Delta (bronze + quarantine)")
+            from reelhouse.session import spark_session
+            from reelhouse.streaming.ingest import run_ingestion
 
-        spark = spark_session(config, "demo")
-        ingested = run_ingestion(spark, config, trigger="available_now")
-        layers = _layers(spark, config)
-        layers += _closed_loop(spark, config, config_path, closed_loop_s, closed_loop_users)
-        log.info("summarising")
-        print(_summary(config, simulated, ingested, time.monotonic() - started))
-        print("\n".join(layers))
-    finally:
-        if spark is not None:
-            spark.stop()
-        if started_stack and not keep_stack:
-            stack.down()
+            spark = spark_session(config, "demo")
+            ingested = run_ingestion(spark, config, trigger="available_now")
+            layers = _layers(spark, config, step)
+            layers += _closed_loop(spark, config, config_path, closed_loop_s, closed_loop_users, step)
+            log.info("summarising")
+            summary = _summary(config, simulated, ingested, time.monotonic() - started)
+        finally:
+            if spark is not None:
+                spark.stop()
+            if started_stack and not keep_stack:
+                stack.down()
+    print(summary)
+    print("\n".join(layers))
     return 0

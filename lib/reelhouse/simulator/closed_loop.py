@@ -44,6 +44,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from reelhouse.clock import Clock, FileClock, WallClock
 from reelhouse.config import ReelhouseConfig
 from reelhouse.errors import SimulationError
 from reelhouse.events.contract import EVENT_TYPES, SCHEMA_VERSION
@@ -51,6 +52,7 @@ from reelhouse.simulator.behaviour import ENGAGEMENT, MAX_PAGES, MAX_SESSION_MS,
 from reelhouse.simulator.catalogue import (
     APP_VERSIONS,
     COUNTRIES,
+    DAY_MS,
     OS_NAMES,
     WrittenCatalogue,
     read_catalogue,
@@ -111,7 +113,7 @@ class _Ledger:
             name: []
             for name in (
                 "user_id", "experiment", "variant", "ranker", "request_id", "video_id", "position",
-                "played", "watch_ratio", "liked", "shared",
+                "played", "watch_ratio", "liked", "shared", "new_video",
             )
         }  # fmt: skip
         self.users: set[str] = set()
@@ -156,10 +158,21 @@ class _Loop:
     """One run: the shared client, catalogue and ledger, and the simulated users' coroutines."""
 
     def __init__(
-        self, config: ReelhouseConfig, options: ClosedLoopOptions, world: WrittenCatalogue, client: httpx.AsyncClient
+        self,
+        config: ReelhouseConfig,
+        options: ClosedLoopOptions,
+        world: WrittenCatalogue,
+        client: httpx.AsyncClient,
+        clock: Clock,
     ) -> None:
         self.options = options
         self.world = world
+        self.clock = clock
+        # Event times are the clock's: the wall clock runs at 1x while users watch time_scale times
+        # faster, so a simulated millisecond is 1/time_scale of a clock one; a simulated clock runs
+        # at time_scale itself (the multi-day loop sets it so), and the two agree.
+        self.clock_ms_per_sim_ms = 1.0 if isinstance(clock, FileClock) else 1.0 / options.time_scale
+        self.upload_ms = world.start_ms + world.videos.upload_offset_ms
         self.client = client
         self.ledger = _Ledger()
         # Only catalogue videos have latent topics and quality, so only they get a reaction.
@@ -239,7 +252,7 @@ class _Loop:
         self, user: int, session_id: str, device: dict[str, str], feed: _Feed, rng: np.random.Generator
     ) -> float:
         """React to one page, wait until it is watched, post the outcomes; returns the simulated ms it took."""
-        received = time.time()
+        received_ms = self.clock.now_ms()
         world, ledger = self.world, self.ledger
         known = [(i, self.video_index[v]) for i, v in enumerate(feed.video_ids) if v in self.video_index]
         ledger.unknown_videos += len(feed.video_ids) - len(known)
@@ -274,7 +287,7 @@ class _Loop:
                 "event_type": EVENT_TYPES[event_type],
                 "user_id": user_key,
                 "video_id": feed.video_ids[known[item][0]],
-                "event_time": int(received * 1000 + offset / self.options.time_scale),
+                "event_time": int(received_ms + offset * self.clock_ms_per_sim_ms),
                 "session_id": session_id,
                 "request_id": feed.request_id,
                 "device": device,
@@ -291,6 +304,9 @@ class _Loop:
         liked[engaged[EVENT_TYPES.index("like")]] = 1
         shared = np.zeros(len(shown), dtype=np.int8)
         shared[engaged[EVENT_TYPES.index("share")]] = 1
+        # The training set's watch ratio (training/columns.py): 0 unless the video was played.
+        watch_ratio = np.where(reactions.skipped, 0.0, watch / duration)
+        new_video = (received_ms - self.upload_ms[shown]) < DAY_MS
         columns = ledger.columns
         for item, (position, _) in enumerate(known):
             columns["user_id"].append(user_key)
@@ -301,9 +317,10 @@ class _Loop:
             columns["video_id"].append(feed.video_ids[position])
             columns["position"].append(feed.positions[position])
             columns["played"].append(int(not reactions.skipped[item]))
-            columns["watch_ratio"].append(float(watch[item] / duration[item]))
+            columns["watch_ratio"].append(float(watch_ratio[item]))
             columns["liked"].append(int(liked[item]))
             columns["shared"].append(int(shared[item]))
+            columns["new_video"].append(int(new_video[item]))
         return page_ms
 
     async def _post(self, events: list[dict[str, Any]]) -> None:
@@ -506,19 +523,45 @@ async def _check_ready(client: httpx.AsyncClient, url: str) -> None:
         raise SimulationError(f"the feed service at {url} is not ready ({response.status_code}: {response.text[:300]})")
 
 
-def run_closed_loop(
-    config: ReelhouseConfig, options: ClosedLoopOptions, *, transport: httpx.AsyncBaseTransport | None = None
-) -> tuple[ClosedLoopReport, str]:
-    """Drive the feed service at ``options.url``; returns the report and its markdown (both also written
-    under ``<data_dir>/closed_loop/``). ``transport`` replaces the network (tests)."""
+def load_world(options: ClosedLoopOptions) -> WrittenCatalogue:
     try:
-        world = read_catalogue(options.catalogue_dir)
+        return read_catalogue(options.catalogue_dir)
     except (FileNotFoundError, ValueError) as e:
         raise SimulationError(
             f"cannot read the catalogue the lake knows from {options.catalogue_dir}: {e}; "
             "run `reelhouse simulate` first (it writes the catalogue) or point simulator.catalogue_dir at it"
         ) from e
-    users = pick_users(world, options.users, options.seed)
+
+
+def run_closed_loop(
+    config: ReelhouseConfig, options: ClosedLoopOptions, *, transport: httpx.AsyncBaseTransport | None = None
+) -> tuple[ClosedLoopReport, str]:
+    """Drive the feed service at ``options.url``; returns the report and its markdown (both also written
+    under ``<data_dir>/closed_loop/``). ``transport`` replaces the network (tests)."""
+    world = load_world(options)
+    report, frame, summaries = play(
+        config, options, world, pick_users(world, options.users, options.seed), transport=transport
+    )
+    markdown = report_markdown(report, summaries)
+    _write(config, report, markdown)
+    log.info("closed loop finished: %d feeds, %d impressions, report in %s", report.feeds, report.impressions,
+             report.paths["markdown"])  # fmt: skip
+    return report, markdown
+
+
+def play(
+    config: ReelhouseConfig,
+    options: ClosedLoopOptions,
+    world: WrittenCatalogue,
+    users: np.ndarray,
+    *,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[ClosedLoopReport, pd.DataFrame, list[Any]]:
+    """One run of ``users`` (catalogue indices) against the service: the report, the ledger (one row
+    per reacted impression) and the experiments.stats summaries. Event times come from ``clock``
+    (default: the wall clock)."""
+    clock = clock or WallClock()
     log.info(
         "closed loop against %s: %d users (%d at once), %d session(s) each, k=%d, time scale %gx",
         options.url, len(users), min(options.concurrency, len(users)), options.sessions, options.k, options.time_scale,
@@ -530,7 +573,7 @@ def run_closed_loop(
             base_url=options.url, timeout=options.request_timeout_s, limits=limits, transport=transport
         ) as client:
             await _check_ready(client, options.url)
-            loop = _Loop(config, options, world, client)
+            loop = _Loop(config, options, world, client, clock)
             elapsed = await loop.run(users)
             return loop.ledger, elapsed
 
@@ -557,8 +600,4 @@ def run_closed_loop(
         comparisons=[asdict(s) for s in summaries],
         notes=notes,
     )
-    markdown = report_markdown(report, summaries)
-    _write(config, report, markdown)
-    log.info("closed loop finished: %d feeds, %d impressions, report in %s", report.feeds, report.impressions,
-             report.paths["markdown"])  # fmt: skip
-    return report, markdown
+    return report, frame, summaries

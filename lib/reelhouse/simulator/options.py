@@ -120,7 +120,9 @@ def simulation_options_from_args(config: ReelhouseConfig, args: argparse.Namespa
 
 # Options of one loop only: given to the other they are refused rather than silently ignored.
 _OPEN_LOOP_ONLY = ("rate", "events", "videos", "malformed_share", "topic", "processes", "no_catalogue")
-_CLOSED_LOOP_ONLY = ("url", "concurrency", "sessions", "pages", "k", "time_scale")
+_CLOSED_LOOP_ONLY = ("url", "concurrency", "sessions", "pages", "k", "time_scale", "days", "day_seconds", "drift")
+# Options of a single closed-loop run that the multi-day loop sets itself.
+_ONE_RUN_ONLY = ("url", "time_scale", "duration")
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,21 @@ def add_closed_loop_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-scale", type=float, default=None,
         help="simulated seconds per wall-clock second while users watch (default: simulator.time_scale)",
     )  # fmt: skip
+    days = parser.add_argument_group(
+        "multi-day closed loop",
+        "with --closed-loop --days N: simulated days against a service the loop starts, the daily flow after each "
+        "(make loop; docs/loop.md); --users (default 500), --seed, --concurrency, --sessions (default 2 a day), "
+        "--pages and --k apply",
+    )
+    days.add_argument("--days", type=int, default=None, help="simulated days to run (with --closed-loop)")
+    days.add_argument(
+        "--day-seconds", type=float, default=None,
+        help=f"wall-clock seconds of traffic per simulated day (default {DEFAULT_DAY_SECONDS:g})",
+    )  # fmt: skip
+    days.add_argument(
+        "--drift", type=float, default=None,
+        help=f"share of each user's taste replaced by a random one per day (default {DEFAULT_DRIFT:g})",
+    )  # fmt: skip
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> str:
@@ -224,6 +241,9 @@ def closed_loop_options_from_args(config: ReelhouseConfig, args: argparse.Namesp
     flags = _given(args, _OPEN_LOOP_ONLY)
     if flags:
         raise ConfigError(f"open-loop (Kafka traffic) options cannot be used with --closed-loop: {flags}")
+    flags = _given(args, ("day_seconds", "drift"))
+    if flags:
+        raise ConfigError(f"multi-day loop options given without --days: {flags}")
     overrides: dict[str, object] = {
         "url": args.url.rstrip("/") if args.url else None,
         "users": args.users,
@@ -236,3 +256,58 @@ def closed_loop_options_from_args(config: ReelhouseConfig, args: argparse.Namesp
         "time_scale": args.time_scale,
     }
     return ClosedLoopOptions.from_config(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# -- the multi-day closed loop ----------------------------------------------------------------------
+
+DEFAULT_DAY_SECONDS = 60.0
+DEFAULT_DRIFT = 0.03
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    days: int
+    users: int = 500
+    day_seconds: float = DEFAULT_DAY_SECONDS  # wall seconds a simulated day's traffic takes
+    drift: float = DEFAULT_DRIFT  # per day, of each user's taste
+    seed: int = 7
+    concurrency: int = 32
+    sessions: int = 2  # per user and day
+    max_pages: int = 5
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.days < 1:
+            problems.append(f"days must be >= 1, got {self.days}")
+        if self.users < 2:
+            problems.append(f"users must be >= 2 (two variants), got {self.users}")
+        if self.day_seconds < 5:
+            problems.append(f"a simulated day needs at least 5 wall seconds, got {self.day_seconds}")
+        if not 0 <= self.drift <= 1:
+            problems.append(f"drift must be in [0, 1], got {self.drift}")
+        if min(self.concurrency, self.sessions, self.max_pages, self.k) < 1:
+            problems.append("concurrency, sessions, pages and k must be >= 1")
+        if problems:
+            raise ConfigError("invalid multi-day loop options: " + "; ".join(problems))
+
+
+def loop_options_from_args(args: argparse.Namespace) -> LoopOptions:
+    """Multi-day loop options (``--days``) from parsed arguments; refuses what the loop sets itself."""
+    flags = _given(args, _OPEN_LOOP_ONLY + _ONE_RUN_ONLY)
+    if flags:
+        raise ConfigError(
+            f"--days starts its own service on a simulated clock; these options do not apply to it: {flags}"
+        )
+    values = {
+        "days": args.days,
+        "users": args.users,
+        "day_seconds": args.day_seconds,
+        "drift": args.drift,
+        "seed": args.seed,
+        "concurrency": args.concurrency,
+        "sessions": args.sessions,
+        "max_pages": args.pages,
+        "k": args.k,
+    }
+    return LoopOptions(**{k: v for k, v in values.items() if v is not None})

@@ -114,3 +114,20 @@ def test_spark_steps_go_through_spark_submit(parsed):
     daily = parsed["dags"]["reelhouse_daily"]["tasks"]
     spark = {task for task, info in daily.items() if info["operator"] == "SparkJobOperator"}
     assert spark == {"build_silver", "build_features", "build_training_set", "build_candidates", "materialize_online"}
+
+
+def test_the_in_process_daily_flow_runs_the_dags_steps_in_the_dags_order(parsed):
+    """orchestration/daily.py (the multi-day loop's flow) follows the DAG: same steps, an order the
+    DAG's dependencies allow (``train`` stands for the train_<kind> tasks; ``evaluate`` feeds nothing)."""
+    from reelhouse.orchestration.daily import DAILY_STEPS
+
+    tasks = parsed["dags"]["reelhouse_daily"]["tasks"]
+
+    def step(task: str) -> str:
+        return "train" if task.startswith("train_") else task
+
+    assert {step(task) for task in tasks} - {"evaluate"} == set(DAILY_STEPS)
+    for task, info in tasks.items():
+        for upstream in info["upstream"]:
+            if task != "evaluate":
+                assert DAILY_STEPS.index(step(upstream)) < DAILY_STEPS.index(step(task)), (upstream, task)
