@@ -409,6 +409,11 @@ class TrainingConfig(_Model):
     promotion_margin: float = Field(
         0.001, ge=0, description="How much higher the candidate's score must be to take the `champion` alias."
     )
+    off_policy_guard: bool = Field(
+        False,
+        description="Also hold back a candidate whose off-policy estimate of watch ratio on the logged traffic of "
+        "the test split (docs/off_policy.md) lies, CI and all, below what the serving policy achieved there.",
+    )
     lgbm_params: dict[str, float | int | str] = Field(
         default_factory=lambda: {
             "n_estimators": 400,

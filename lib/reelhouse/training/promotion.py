@@ -127,6 +127,23 @@ def _champion_score(name: str, version: int, metric: str, test: pd.DataFrame) ->
     return metric_on(test, probabilities, metric), ""
 
 
+def _off_policy_guard(config: ReelhouseConfig, version: int) -> tuple[bool, str]:
+    """``training.off_policy_guard``: False when the candidate's off-policy estimate (SNIPS, on the
+    test split's logged traffic) is below the logged policy's value with both CIs apart."""
+    from reelhouse.evaluation.off_policy import evaluate_off_policy
+
+    try:
+        result = evaluate_off_policy(config, f"version:{version}")
+    except ReelhouseError as e:  # no propensities logged (e.g. open-loop traffic): nothing to guard with
+        return True, f"off-policy guard not applied ({e})"
+    estimate, logged = result.headline("snips"), result.to_dict()["logged"]
+    high, low = estimate["ci"][1], logged["ci_low"]
+    text = f"off-policy watch ratio {estimate['estimate']} (CI high {high}) vs logged {logged['mean']} (CI low {low})"
+    if high is not None and low is not None and high < low:
+        return False, f"held back: {text}"
+    return True, text
+
+
 def promote_if_better(
     config: ReelhouseConfig,
     candidates: Sequence[Candidate],
@@ -165,6 +182,9 @@ def promote_if_better(
             reason = (
                 f"{metric} {candidate.score:.5f} {relation} champion v{champion} {champion_score:.5f} + margin {margin}"
             )
+    if promote and champion is not None and training.off_policy_guard:
+        promote, guard = _off_policy_guard(config, candidate.version)
+        reason = f"{reason}; {guard}"
 
     if promote:
         client.set_registered_model_alias(name, CHAMPION, str(candidate.version))
