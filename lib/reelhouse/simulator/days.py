@@ -200,6 +200,7 @@ def run_loop(config_path: str | Path, options: LoopOptions) -> dict[str, Any]:
 
     from reelhouse.config import load_config
     from reelhouse.orchestration.daily import run_daily_flow
+    from reelhouse.progress import progress_bar
     from reelhouse.session import spark_session
     from reelhouse.simulator.closed_loop import load_world, pick_users, play
     from reelhouse.simulator.loop_report import LoopDay, LoopReport, write_report
@@ -249,7 +250,7 @@ def run_loop(config_path: str | Path, options: LoopOptions) -> dict[str, Any]:
         config, env = configured(frozen)
         url = f"http://{config.serving.host}:{port}"
         logs = directory / "serving.log"
-        with feed_service(config_path, logs, env) as service:
+        with feed_service(config_path, logs, env) as service, progress_bar(options.days, "simulated days") as advance:
             body = wait_until_ready(url, service, logs, READY_TIMEOUT_S)
             for day in range(options.days):
                 start_ms = t0_ms + day * DAY_MS
@@ -290,6 +291,7 @@ def run_loop(config_path: str | Path, options: LoopOptions) -> dict[str, Any]:
                 if decision is not None:
                     estimate = _estimate_off_policy(config, decision.candidate_version)
                 flow_s = time.monotonic() - began
+                advance()
                 days.append(
                     LoopDay.from_impressions(
                         frame,
