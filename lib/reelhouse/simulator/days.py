@@ -21,8 +21,8 @@ starts itself:
    at ``simulator.uploads_per_hour`` (the catalogue's own deterministic upload stream).
 2. **At the end of each day** the clock stops, the day's uploads are written to the catalogue
    (silver MERGEs them into ``dim_videos``), the topic is ingested into bronze (available-now),
-   and the daily flow runs for the day: silver, gold, training set (the day's impressions), both
-   rankers, the gate, candidates, online store. The candidate the gate judged is also estimated
+   and the daily flow runs for the day: silver, gold, training set (every day since the
+   bootstrap, or ``--training-days``), both rankers, the gate, candidates, online store. The candidate the gate judged is also estimated
    off-policy on the day's logged traffic (:mod:`reelhouse.evaluation.off_policy`) *before* it
    serves. The service picks up the new champion and candidates by itself (its pollers); the
    loop waits until ``/readyz`` shows them, then the next day begins.
@@ -285,7 +285,10 @@ def run_loop(config_path: str | Path, options: LoopOptions) -> dict[str, Any]:
                 began = time.monotonic()
                 world.write(config.simulator.catalogue_dir, end_ms)
                 run_ingestion(spark, config, trigger="available_now")
-                flow = run_daily_flow(spark, config, _utc(start_ms), _utc(end_ms))
+                first_ms = t0_ms - BOOTSTRAP_DAYS * DAY_MS
+                if options.training_days is not None:
+                    first_ms = max(first_ms, end_ms - options.training_days * DAY_MS)
+                flow = run_daily_flow(spark, config, _utc(start_ms), _utc(end_ms), training_start=_utc(first_ms))
                 decision = flow.decision
                 estimate = None
                 if decision is not None:

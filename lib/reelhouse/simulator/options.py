@@ -120,7 +120,18 @@ def simulation_options_from_args(config: ReelhouseConfig, args: argparse.Namespa
 
 # Options of one loop only: given to the other they are refused rather than silently ignored.
 _OPEN_LOOP_ONLY = ("rate", "events", "videos", "malformed_share", "topic", "processes", "no_catalogue")
-_CLOSED_LOOP_ONLY = ("url", "concurrency", "sessions", "pages", "k", "time_scale", "days", "day_seconds", "drift")
+_CLOSED_LOOP_ONLY = (
+    "url",
+    "concurrency",
+    "sessions",
+    "pages",
+    "k",
+    "time_scale",
+    "days",
+    "day_seconds",
+    "drift",
+    "training_days",
+)
 # Options of a single closed-loop run that the multi-day loop sets itself.
 _ONE_RUN_ONLY = ("url", "time_scale", "duration")
 
@@ -220,6 +231,10 @@ def add_closed_loop_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"wall-clock seconds of traffic per simulated day (default {DEFAULT_DAY_SECONDS:g})",
     )  # fmt: skip
     days.add_argument(
+        "--training-days", type=int, default=None,
+        help="days of impressions each day's training set covers (default: every day since the loop's bootstrap)",
+    )  # fmt: skip
+    days.add_argument(
         "--drift", type=float, default=None,
         help=f"share of each user's taste replaced by a random one per day (default {DEFAULT_DRIFT:g})",
     )  # fmt: skip
@@ -241,7 +256,7 @@ def closed_loop_options_from_args(config: ReelhouseConfig, args: argparse.Namesp
     flags = _given(args, _OPEN_LOOP_ONLY)
     if flags:
         raise ConfigError(f"open-loop (Kafka traffic) options cannot be used with --closed-loop: {flags}")
-    flags = _given(args, ("day_seconds", "drift"))
+    flags = _given(args, ("day_seconds", "drift", "training_days"))
     if flags:
         raise ConfigError(f"multi-day loop options given without --days: {flags}")
     overrides: dict[str, object] = {
@@ -275,9 +290,14 @@ class LoopOptions:
     sessions: int = 2  # per user and day
     max_pages: int = 5
     k: int = 10
+    # Days of impressions each day's training set covers, ending with the day; None: every day since
+    # the bootstrap's first (the model learns from all the feedback so far).
+    training_days: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
+        if self.training_days is not None and self.training_days < 1:
+            problems.append(f"training days must be >= 1, got {self.training_days}")
         if self.days < 1:
             problems.append(f"days must be >= 1, got {self.days}")
         if self.users < 2:
@@ -309,5 +329,6 @@ def loop_options_from_args(args: argparse.Namespace) -> LoopOptions:
         "sessions": args.sessions,
         "max_pages": args.pages,
         "k": args.k,
+        "training_days": args.training_days,
     }
     return LoopOptions(**{k: v for k, v in values.items() if v is not None})

@@ -51,7 +51,11 @@ def test_the_loop_and_its_service_share_one_set_of_overrides(tmp_path):
     assert "REELHOUSE__EXPERIMENTS" not in loop_environment(config, tmp_path / "c", 1, end, frozen_version=None)
 
 
-@pytest.mark.parametrize("changes", [{"days": 0}, {"users": 1}, {"day_seconds": 1}, {"drift": 1.5}, {"k": 0}], ids=str)
+@pytest.mark.parametrize(
+    "changes",
+    [{"days": 0}, {"users": 1}, {"day_seconds": 1}, {"drift": 1.5}, {"k": 0}, {"training_days": 0}],
+    ids=str,
+)
 def test_bad_loop_options_are_clear_errors(changes):
     with pytest.raises(ConfigError, match="invalid multi-day loop options"):
         LoopOptions(**{"days": 2, **changes})
