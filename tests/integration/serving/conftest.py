@@ -266,7 +266,9 @@ def build_serving_environment(
             },
             "lr_params": {"C": 1.0, "max_iter": 200},
         },
-        serving={"token": TOKEN, **(serving or {})},
+        # A deterministic page: these tests check the ranking and re-ranking rules' order. The
+        # epsilon-greedy slots (rerank.explore) have unit tests; the loop test checks propensities end to end.
+        serving={"token": TOKEN, "explore_epsilon": 0.0, **(serving or {})},
         experiments=[],  # the default feed; tests of experiments configure their own
     )
     user_ids = [f"u{i}" for i in range(users)]

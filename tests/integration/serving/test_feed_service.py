@@ -129,6 +129,7 @@ def test_every_item_is_an_impression_in_kafka(client, serving_env: ServingEnviro
         assert row["event_type"] == "impression" and row["video_id"] == item["video_id"]
         assert row["position"] == item["position"] and row["user_id"] == user
         assert row["session_id"] == "sess-42" and row["variant"] is None
+        assert row["propensity"] == 1.0  # a deterministic page (explore_epsilon 0): every slot was the ranker's
         assert (row["device_os"], row["device_app_version"], row["device_country"], row["device_network"]) == (
             "android",
             "31.2",
